@@ -1,0 +1,180 @@
+"""The event contract: frozen, tagged msgspec Structs in a CloudEvents 1.0 envelope.
+
+Schemas evolve additively only: new fields get defaults, nothing is renamed or retyped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every event; `type` is the tag, e.g. `ticket.reopened`."""
+
+
+class Attachment(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+class MessageReceived(Event, tag="message.received"):
+    """A mail was accepted by intake; raw bytes are in the raw store under `digest`."""
+
+    message_id: str  # RFC 5322 Message-ID without angle brackets (synthesised when missing)
+    digest: str  # sha256 of the raw bytes, the key of the raw store
+    mailbox: str  # the recipient address it was delivered to
+    sender: str  # bare address
+    sender_name: str = ""
+    to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    subject: str = ""
+    date: datetime | None = None
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    text: str = ""  # full plain-text body, quotes included
+    reply: str = ""  # the newly written text
+    auto: str | None = None  # why intake thinks a machine sent it (auto-reply, bounce, bulk)
+    attachments: tuple[Attachment, ...] = ()
+    size: int = 0
+    notes: tuple[str, ...] = ()  # parse defects and fallbacks worth knowing
+
+
+class MessageRejected(Event, tag="message.rejected"):
+    """A mail could not be used; its raw bytes are kept under `digest` for inspection."""
+
+    digest: str
+    reason: str
+    mailbox: str = ""
+    size: int = 0
+
+
+class TicketOpened(Event, tag="ticket.opened"):
+    ticket_id: str
+    number: int
+    subject: str
+    requester: str
+    mailbox: str
+    message_id: str
+    split_from: str | None = None
+
+
+class MessageThreaded(Event, tag="message.threaded"):
+    """A received message joined a ticket; carries what policies need to read."""
+
+    ticket_id: str
+    message_id: str
+    method: str  # new | in-reply-to | references | split | ...
+    confidence: float = 1.0
+    sender: str = ""
+    subject: str = ""
+    reply: str = ""
+    auto: str | None = None
+    reasons: tuple[str, ...] = ()
+
+
+class PolicyDecision(Event, kw_only=True):
+    """Fields shared by every decision a policy takes about a follow-up."""
+
+    ticket_id: str
+    message_id: str
+    policy: str
+    version: str
+    confidence: float
+    reasons: tuple[str, ...] = ()
+
+
+class TicketReopened(PolicyDecision, tag="ticket.reopened"):
+    pass
+
+
+class FollowupAcknowledged(PolicyDecision, tag="followup.acknowledged"):
+    """Thanks-only follow-up: the ticket stays as it was; credit goes to the solver."""
+
+    credited_agent: str | None = None
+
+
+class TicketSplit(PolicyDecision, tag="ticket.split"):
+    """An unrelated topic was moved from `ticket_id` to the new ticket `new_ticket_id`."""
+
+    new_ticket_id: str
+
+
+class TicketSolved(Event, tag="ticket.solved"):
+    ticket_id: str
+    agent: str = ""
+
+
+class TicketClosed(Event, tag="ticket.closed"):
+    ticket_id: str
+    agent: str = ""
+
+
+AnyEvent = (
+    MessageReceived
+    | MessageRejected
+    | TicketOpened
+    | MessageThreaded
+    | TicketReopened
+    | FollowupAcknowledged
+    | TicketSplit
+    | TicketSolved
+    | TicketClosed
+)
+EVENT_TYPES: tuple[type[Event], ...] = AnyEvent.__args__
+
+
+def type_of(event: Event) -> str:
+    """The event's tag, e.g. `ticket.reopened`."""
+    return str(msgspec.inspect.type_info(type(event)).tag)  # type: ignore[attr-defined]
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    """CloudEvents 1.0 structured-mode JSON envelope."""
+
+    id: str
+    source: str
+    type: str  # tidydesk.<event tag>
+    subject: str  # ticket id, or the raw digest for intake events
+    time: datetime
+    data: AnyEvent
+    specversion: Literal["1.0"] = "1.0"
+    datacontenttype: Literal["application/json"] = "application/json"
+
+
+_decoder = msgspec.json.Decoder(Envelope)
+_encoder = msgspec.json.Encoder()
+
+
+def envelope(event: Event, subject: str, key: str, source: str = "tidydesk") -> Envelope:
+    """Wrap an event; `key` makes the id deterministic so a retried publish is a no-op."""
+    tag = type_of(event)
+    eid = hashlib.sha256(f"{tag}\0{subject}\0{key}".encode()).hexdigest()[:32]
+    return Envelope(
+        id=eid,
+        source=source,
+        type=f"tidydesk.{tag}",
+        subject=subject,
+        time=datetime.now(UTC),
+        data=event,  # type: ignore[arg-type]
+    )
+
+
+def encode(env: Envelope) -> bytes:
+    return _encoder.encode(env)
+
+
+def decode(data: bytes) -> Envelope:
+    """Decode once at the edge; raises msgspec.ValidationError/DecodeError on bad input."""
+    return _decoder.decode(data)
+
+
+def json_schemas() -> dict[str, Any]:
+    """JSON Schema of every event, generated from the Structs."""
+    (_, components) = msgspec.json.schema_components(EVENT_TYPES + (Envelope,))
+    return components

@@ -1,0 +1,63 @@
+"""Settings, read once from TIDYDESK_* environment variables into a typed object."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+# name -> (default, help). The single source for `tidydesk --help` and for Settings.
+SETTINGS: dict[str, tuple[str, str]] = {
+    "TIDYDESK_HOME": (".tidydesk", "where embedded NATS and PostgreSQL keep their data"),
+    "TIDYDESK_NATS_URL": ("", "NATS server with JetStream; empty = start an embedded one"),
+    "TIDYDESK_DATABASE_URL": ("", "PostgreSQL DSN; empty = start an embedded one"),
+    "TIDYDESK_NAMESPACE": ("tidydesk", "prefix of streams, subjects, buckets and the SQL schema"),
+    "TIDYDESK_SMTP_HOST": ("127.0.0.1", "SMTP listener address"),
+    "TIDYDESK_SMTP_PORT": ("2525", "SMTP listener port"),
+    "TIDYDESK_HTTP_HOST": ("127.0.0.1", "HTTP API address"),
+    "TIDYDESK_HTTP_PORT": ("8080", "HTTP API port"),
+    "TIDYDESK_MAX_MESSAGE_BYTES": ("26214400", "largest accepted mail (SMTP 552 / HTTP 413 above)"),
+    "TIDYDESK_POLICY": ("always-reopen", "policy for follow-ups to solved/closed tickets"),
+    "TIDYDESK_WEBHOOK_URLS": ("", "comma-separated integrator endpoints for signed event webhooks"),
+    "TIDYDESK_WEBHOOK_SECRET": ("", "HMAC-SHA256 key for the X-Tidydesk-Signature header"),
+    "TIDYDESK_LOG_FORMAT": ("auto", "auto (console on a TTY, else JSON), json or console"),
+    "TIDYDESK_LOG_LEVEL": ("info", "debug, info, warning or error"),
+}
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Typed view of the environment; build with `Settings.from_env()`."""
+
+    home: Path
+    nats_url: str
+    database_url: str
+    namespace: str
+    smtp_host: str
+    smtp_port: int
+    http_host: str
+    http_port: int
+    max_message_bytes: int
+    policy: str
+    webhook_urls: tuple[str, ...]
+    webhook_secret: str
+    log_format: str
+    log_level: str
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """Read every TIDYDESK_* variable, falling back to its documented default."""
+        source = os.environ if env is None else env
+        raw = {k[len("TIDYDESK_") :].lower(): source.get(k, d) for k, (d, _) in SETTINGS.items()}
+        if not raw["namespace"].isidentifier():
+            raise ValueError(f"TIDYDESK_NAMESPACE must be an identifier, got {raw['namespace']!r}")
+        hooks = tuple(u.strip() for u in raw.pop("webhook_urls").split(",") if u.strip())
+        return msgspec.convert(
+            {**raw, "webhook_urls": hooks}, cls, strict=False, dec_hook=_dec_path
+        )
+
+
+def _dec_path(kind: type, value: object) -> object:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(kind)

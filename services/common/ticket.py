@@ -1,0 +1,81 @@
+"""A ticket's state, folded from its events (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+import msgspec
+
+from services.common.events import (
+    Envelope,
+    FollowupAcknowledged,
+    MessageThreaded,
+    TicketClosed,
+    TicketOpened,
+    TicketReopened,
+    TicketSolved,
+    TicketSplit,
+)
+
+
+class Ticket(msgspec.Struct, kw_only=True):
+    """Current state of one ticket; `version` is the stream sequence of its last event."""
+
+    ticket_id: str
+    number: int = 0
+    status: str = "new"  # new (no ticket.opened yet) | open | solved | closed
+    subject: str = ""
+    requester: str = ""
+    mailbox: str = ""
+    opened_at: datetime | None = None
+    solved_at: datetime | None = None
+    solved_by: str | None = None
+    split_from: str | None = None
+    splits: list[str] = msgspec.field(default_factory=list)
+    messages: list[MessageThreaded] = msgspec.field(default_factory=list)
+    decided: set[str] = msgspec.field(default_factory=set)  # message ids a policy ruled on
+    # follow-ups that arrived while the ticket was solved/closed: message id -> status then
+    followups: dict[str, str] = msgspec.field(default_factory=dict)
+    version: int = 0
+
+    @property
+    def exists(self) -> bool:
+        return self.status != "new"
+
+    def has_message(self, message_id: str) -> bool:
+        return any(m.message_id == message_id for m in self.messages)
+
+    def apply(self, env: Envelope, seq: int = 0) -> None:
+        """Fold one event into the state."""
+        match env.data:
+            case TicketOpened() as e:
+                self.status, self.number, self.subject = "open", e.number, e.subject
+                self.requester, self.mailbox, self.opened_at = e.requester, e.mailbox, env.time
+                self.split_from = e.split_from
+            case MessageThreaded() as e:
+                self.messages.append(e)
+                if self.status in ("solved", "closed"):
+                    self.followups[e.message_id] = self.status
+            case TicketReopened() as e:
+                self.status, self.solved_at, self.solved_by = "open", None, None
+                self.decided.add(e.message_id)
+            case FollowupAcknowledged() as e:
+                self.decided.add(e.message_id)
+            case TicketSplit() as e:
+                self.decided.add(e.message_id)
+                self.splits.append(e.new_ticket_id)
+            case TicketSolved() as e:
+                self.status, self.solved_at, self.solved_by = "solved", env.time, e.agent or None
+            case TicketClosed():
+                self.status = "closed"
+                self.solved_at = self.solved_at or env.time
+        self.version = max(self.version, seq)
+
+
+def fold(ticket_id: str, history: Iterable[tuple[int, Envelope]]) -> Ticket:
+    """Build a ticket from (sequence, envelope) pairs in stream order."""
+    ticket = Ticket(ticket_id=ticket_id)
+    for seq, env in history:
+        ticket.apply(env, seq)
+    return ticket

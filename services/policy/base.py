@@ -1,0 +1,55 @@
+"""The policy port: a pure function of (ticket, follow-up) -> decision."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import msgspec
+
+Verdict = Literal["acknowledge", "reopen", "split"]
+
+
+class PastMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """One earlier message of the ticket, already reduced to its newly written text."""
+
+    author: Literal["customer", "agent"]
+    text: str
+
+
+class TicketView(msgspec.Struct, frozen=True, kw_only=True):
+    """What a policy may know about the ticket a follow-up was threaded into."""
+
+    subject: str
+    status: str  # "open", "pending", "solved" or "closed"
+    requester: str
+    messages: tuple[PastMessage, ...] = ()
+    closed_days_ago: float | None = None  # None while the ticket is open or unknown
+
+
+class FollowUp(msgspec.Struct, frozen=True, kw_only=True):
+    """The inbound message a policy decides about."""
+
+    sender: str
+    subject: str
+    body: str  # full plain text as sent, quotes and signature included
+    reply: str  # the newly written text (quotes, signature, forwards stripped)
+    auto: bool = False  # auto-reply, bounce or bulk mail flagged by intake
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True):
+    """A policy's verdict with the evidence a human can check."""
+
+    verdict: Verdict
+    confidence: float
+    reasons: tuple[str, ...]
+    policy: str
+    version: str
+
+
+class Policy(Protocol):
+    """A reopen / new-topic policy. Implementations must be pure and deterministic."""
+
+    name: str
+    version: str
+
+    def decide(self, ticket: TicketView, message: FollowUp) -> Decision: ...

@@ -1,0 +1,180 @@
+"""HTTP API: queue queries from the projection, commands as events, raw MIME intake."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import msgspec
+import structlog
+from aiohttp import web
+
+from services.common.events import Event, MessageRejected, TicketClosed, TicketSolved
+from services.common.store import JetStreamEventStore, RawStore
+from services.common.ticket import Ticket
+from services.ingest.intake import Intake
+
+log = structlog.get_logger()
+POOL = web.AppKey("pool", asyncpg.Pool)
+STORE = web.AppKey("store", JetStreamEventStore)
+RAW = web.AppKey("raw", RawStore)
+INTAKE = web.AppKey("intake", Intake)
+TICKET_COLUMNS = (
+    "id, number, status, subject, requester, mailbox, split_from, opened_at, updated_at,"
+    " message_count"
+)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(data), status=status,
+                        content_type="application/json")
+
+
+def error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+@web.middleware
+async def errors(request: web.Request,
+                 handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                 ) -> web.StreamResponse:
+    """Every failure becomes a JSON `error`; never a traceback to the caller."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error(exc.status, exc.reason)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        log.error("api_backend_unavailable", path=request.path, error=str(exc))
+        return error(503, "a backend (NATS or PostgreSQL) is unavailable; retry shortly")
+    except Exception:
+        log.exception("api_failed", path=request.path)
+        return error(500, "internal error; see the service log")
+
+
+def _row(record: asyncpg.Record) -> dict[str, Any]:
+    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in record.items()}
+
+
+async def _ticket_row(request: web.Request) -> asyncpg.Record:
+    """Find a ticket by id or by its human number."""
+    key = request.match_info["id"]
+    pool = request.app[POOL]
+    sql = f"SELECT {TICKET_COLUMNS} FROM tickets WHERE "
+    row = await pool.fetchrow(sql + "id = $1", key)
+    if row is None and key.isdigit() and len(key) < 19:
+        row = await pool.fetchrow(sql + "number = $1", int(key))
+    if row is None:
+        raise web.HTTPNotFound(reason=f"no ticket {key!r}")
+    return row
+
+
+async def list_tickets(request: web.Request) -> web.Response:
+    status = request.query.get("status", "open")
+    try:
+        limit = min(int(request.query.get("limit", "100")), 1000)
+    except ValueError:
+        return error(400, "limit must be an integer")
+    sql = f"SELECT {TICKET_COLUMNS} FROM tickets"
+    args: list[Any] = []
+    if status != "all":
+        sql += " WHERE status = ANY($1::text[])"
+        args.append(status.split(","))
+    sql += f" ORDER BY updated_at DESC LIMIT {limit}"
+    rows = await request.app[POOL].fetch(sql, *args)
+    return _json({"tickets": [_row(r) for r in rows]})
+
+
+async def get_ticket(request: web.Request) -> web.Response:
+    row = await _ticket_row(request)
+    messages = await request.app[POOL].fetch(
+        "SELECT message_id, sender, subject, received_at, reply, body, auto, threaded_by,"
+        " decision FROM messages WHERE ticket_id = $1 ORDER BY received_at", row["id"]
+    )
+    return _json({**_row(row), "messages": [_row(m) for m in messages]})
+
+
+async def ticket_events(request: web.Request) -> web.Response:
+    row = await _ticket_row(request)
+    rows = await request.app[POOL].fetch(
+        "SELECT seq, data::text AS data FROM events WHERE ticket_id = $1 ORDER BY seq", row["id"]
+    )
+    return _json({"events": [{"seq": r["seq"], **json.loads(r["data"])} for r in rows]})
+
+
+class StatusBody(msgspec.Struct, forbid_unknown_fields=True):
+    agent: str = ""
+
+
+async def _status_command(request: web.Request, target: str) -> web.Response:
+    row = await _ticket_row(request)
+    body = await request.read()
+    try:
+        cmd = msgspec.json.decode(body or b"{}", type=StatusBody)
+    except msgspec.MsgspecError as exc:
+        return error(400, f"malformed JSON body: {exc}")
+
+    def decide(ticket: Ticket) -> list[tuple[Event, str]]:
+        if ticket.status == target or (target == "solved" and ticket.status == "closed"):
+            return []  # already there: the command is idempotent
+        event: Event = (TicketSolved if target == "solved" else TicketClosed)(
+            ticket_id=ticket.ticket_id, agent=cmd.agent
+        )
+        return [(event, f"{target}@{ticket.version}")]
+
+    events = await request.app[STORE].decide(row["id"], decide)
+    return _json({"id": row["id"], "status": target, "changed": bool(events)}, 202)
+
+
+async def solve(request: web.Request) -> web.Response:
+    return await _status_command(request, "solved")
+
+
+async def close(request: web.Request) -> web.Response:
+    return await _status_command(request, "closed")
+
+
+async def inbound_mime(request: web.Request) -> web.Response:
+    raw = await request.read()
+    if not raw:
+        return error(400, "empty body: POST the raw RFC 5322 message bytes")
+    event, new = await request.app[INTAKE].accept(raw, mailbox=request.query.get("mailbox", ""))
+    if isinstance(event, MessageRejected):
+        return _json({"error": f"rejected: {event.reason}", "digest": event.digest}, 422)
+    return _json({"message_id": event.message_id, "digest": event.digest,
+                  "duplicate": not new}, 202 if new else 200)
+
+
+async def raw_message(request: web.Request) -> web.Response:
+    digest = await request.app[POOL].fetchval(
+        "SELECT digest FROM messages WHERE message_id = $1", request.match_info["message_id"]
+    )
+    data = await request.app[RAW].get(digest) if digest else None
+    if data is None:
+        return error(404, f"no message {request.match_info['message_id']!r}")
+    return web.Response(body=data, content_type="message/rfc822")
+
+
+async def health(request: web.Request) -> web.Response:
+    await request.app[POOL].fetchval("SELECT 1")
+    return _json({"status": "ok"})
+
+
+def build(pool: asyncpg.Pool, store: JetStreamEventStore, raw: RawStore, intake: Intake,
+          max_bytes: int) -> web.Application:
+    app = web.Application(middlewares=[errors], client_max_size=max_bytes)
+    app[POOL], app[STORE], app[RAW], app[INTAKE] = pool, store, raw, intake
+    app.add_routes([
+        web.get("/healthz", health),
+        web.get("/tickets", list_tickets),
+        web.get("/tickets/{id}", get_ticket),
+        web.get("/tickets/{id}/events", ticket_events),
+        web.post("/tickets/{id}/solve", solve),
+        web.post("/tickets/{id}/close", close),
+        web.post("/inbound/mime", inbound_mime),
+        web.get("/messages/{message_id}/raw", raw_message),
+    ])
+    return app
