@@ -121,7 +121,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=30) as smtp:
             smtp.sendmail(sender, rcpts, raw)
     except smtplib.SMTPResponseException as exc:
-        print(f"tidydesk: refused: {exc.smtp_code} {exc.smtp_error.decode()}", file=sys.stderr)
+        print(f"tidydesk: refused: {exc.smtp_code} {exc.smtp_error!r}", file=sys.stderr)
         return 1
     except (OSError, smtplib.SMTPException) as exc:
         print(f"tidydesk: cannot send to {settings.smtp_host}:{settings.smtp_port}: {exc}",

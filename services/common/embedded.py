@@ -54,12 +54,12 @@ class EmbeddedNats:
         ports.mkdir(parents=True, exist_ok=True)
         for old in ports.glob("*.ports"):
             old.unlink()
-        log = open(self.home / "nats.log", "ab")  # noqa: SIM115 - owned by the child process
-        self.proc = subprocess.Popen(
-            [nats_binary(), "-js", "-a", "127.0.0.1", "-p", "-1", "-sd", str(store),
-             "--ports_file_dir", str(ports), "-l", str(self.home / "nats.log")],
-            stdout=log, stderr=log, start_new_session=True,
-        )
+        with open(self.home / "nats.log", "ab") as log:  # the child keeps its own handle
+            self.proc = subprocess.Popen(
+                [nats_binary(), "-js", "-a", "127.0.0.1", "-p", "-1", "-sd", str(store),
+                 "--ports_file_dir", str(ports), "-l", str(self.home / "nats.log")],
+                stdout=log, stderr=log, start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -23,7 +23,7 @@ class Attachment(msgspec.Struct, frozen=True, kw_only=True):
     sha256: str
 
 
-class MessageReceived(Event, tag="message.received"):
+class MessageReceived(Event, frozen=True, tag="message.received"):
     """A mail was accepted by intake; raw bytes are in the raw store under `digest`."""
 
     message_id: str  # RFC 5322 Message-ID without angle brackets (synthesised when missing)
@@ -45,7 +45,7 @@ class MessageReceived(Event, tag="message.received"):
     notes: tuple[str, ...] = ()  # parse defects and fallbacks worth knowing
 
 
-class MessageRejected(Event, tag="message.rejected"):
+class MessageRejected(Event, frozen=True, tag="message.rejected"):
     """A mail could not be used; its raw bytes are kept under `digest` for inspection."""
 
     digest: str
@@ -54,7 +54,7 @@ class MessageRejected(Event, tag="message.rejected"):
     size: int = 0
 
 
-class TicketOpened(Event, tag="ticket.opened"):
+class TicketOpened(Event, frozen=True, tag="ticket.opened"):
     ticket_id: str
     number: int
     subject: str
@@ -64,7 +64,7 @@ class TicketOpened(Event, tag="ticket.opened"):
     split_from: str | None = None
 
 
-class MessageThreaded(Event, tag="message.threaded"):
+class MessageThreaded(Event, frozen=True, tag="message.threaded"):
     """A received message joined a ticket; carries what policies need to read."""
 
     ticket_id: str
@@ -78,7 +78,7 @@ class MessageThreaded(Event, tag="message.threaded"):
     reasons: tuple[str, ...] = ()
 
 
-class PolicyDecision(Event, kw_only=True):
+class PolicyDecision(Event, frozen=True, kw_only=True):
     """Fields shared by every decision a policy takes about a follow-up."""
 
     ticket_id: str
@@ -89,28 +89,28 @@ class PolicyDecision(Event, kw_only=True):
     reasons: tuple[str, ...] = ()
 
 
-class TicketReopened(PolicyDecision, tag="ticket.reopened"):
+class TicketReopened(PolicyDecision, frozen=True, tag="ticket.reopened"):
     pass
 
 
-class FollowupAcknowledged(PolicyDecision, tag="followup.acknowledged"):
+class FollowupAcknowledged(PolicyDecision, frozen=True, tag="followup.acknowledged"):
     """Thanks-only follow-up: the ticket stays as it was; credit goes to the solver."""
 
     credited_agent: str | None = None
 
 
-class TicketSplit(PolicyDecision, tag="ticket.split"):
+class TicketSplit(PolicyDecision, frozen=True, tag="ticket.split"):
     """An unrelated topic was moved from `ticket_id` to the new ticket `new_ticket_id`."""
 
     new_ticket_id: str
 
 
-class TicketSolved(Event, tag="ticket.solved"):
+class TicketSolved(Event, frozen=True, tag="ticket.solved"):
     ticket_id: str
     agent: str = ""
 
 
-class TicketClosed(Event, tag="ticket.closed"):
+class TicketClosed(Event, frozen=True, tag="ticket.closed"):
     ticket_id: str
     agent: str = ""
 
@@ -176,5 +176,5 @@ def decode(data: bytes) -> Envelope:
 
 def json_schemas() -> dict[str, Any]:
     """JSON Schema of every event, generated from the Structs."""
-    (_, components) = msgspec.json.schema_components(EVENT_TYPES + (Envelope,))
+    (_, components) = msgspec.json.schema_components((*EVENT_TYPES, Envelope))
     return components

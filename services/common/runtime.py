@@ -43,7 +43,7 @@ async def consume(js: JetStreamContext, ns: str, durable: str, handler: Handler,
     while True:
         try:
             msgs = await sub.fetch(batch, timeout=5)
-        except (NatsTimeout, asyncio.TimeoutError):
+        except (TimeoutError, NatsTimeout):
             continue
         for msg in msgs:
             seq = msg.metadata.sequence.stream

@@ -1,33 +1,6 @@
-"""`python -m services.ingest`: the intake service (SMTP listener)."""
+"""`python -m services.ingest`: run the ingest service."""
 
-from __future__ import annotations
+from services.common.runtime import main
+from services.ingest.app import run
 
-import asyncio
-
-import structlog
-
-from services.common.runtime import main, open_bus
-from services.common.settings import Settings
-from services.common.store import JetStreamEventStore, RawStore
-from services.ingest.intake import Intake
-from services.ingest.smtp import serve
-
-log = structlog.get_logger()
-
-
-async def run(settings: Settings) -> None:
-    nc, js = await open_bus(settings, "tidydesk-ingest")
-    ns = settings.namespace
-    intake = Intake(JetStreamEventStore(js, ns), RawStore(js, ns))
-    server = await serve(intake, settings.smtp_host, settings.smtp_port,
-                         settings.max_message_bytes)
-    log.info("smtp_listening", host=settings.smtp_host, port=settings.smtp_port)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        server.close()
-        await nc.close()  # unacked work is redelivered to the next instance
-
-
-if __name__ == "__main__":
-    main("ingest", run)
+main("ingest", run)

@@ -1,53 +1,6 @@
-"""`python -m services.queue`: the PostgreSQL projections and the HTTP API."""
+"""`python -m services.queue`: run the queue service."""
 
-from __future__ import annotations
+from services.common.runtime import main
+from services.queue.app import run
 
-import asyncio
-
-import structlog
-from aiohttp import web
-
-from services.common import db
-from services.common.runtime import main, open_bus
-from services.common.settings import Settings
-from services.common.store import JetStreamEventStore, RawStore
-from services.ingest.intake import Intake
-from services.queue.api import build
-from services.queue.projection import Projector
-
-log = structlog.get_logger()
-
-
-async def project_forever(projector: Projector) -> None:
-    """Keep projecting; a failure (PostgreSQL restart, …) restarts from the checkpoint."""
-    while True:
-        try:
-            await projector.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("projection_failed_restarting")
-            await asyncio.sleep(1)
-
-
-async def run(settings: Settings) -> None:
-    ns = settings.namespace
-    pool = await db.connect(settings.database_url, ns)
-    await db.migrate(pool)
-    nc, js = await open_bus(settings, "tidydesk-queue")
-    store, raw = JetStreamEventStore(js, ns), RawStore(js, ns)
-    app = build(pool, store, raw, Intake(store, raw), settings.max_message_bytes)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
-    log.info("http_listening", host=settings.http_host, port=settings.http_port)
-    try:
-        await project_forever(Projector(js, pool, ns))
-    finally:
-        await runner.cleanup()
-        await nc.close()  # unacked work is redelivered to the next instance
-        await pool.close()
-
-
-if __name__ == "__main__":
-    main("queue", run)
+main("queue", run)

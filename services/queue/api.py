@@ -64,7 +64,7 @@ async def _ticket_row(request: web.Request) -> asyncpg.Record:
     key = request.match_info["id"]
     pool = request.app[POOL]
     sql = f"SELECT {TICKET_COLUMNS} FROM tickets WHERE "
-    row = await pool.fetchrow(sql + "id = $1", key)
+    row: asyncpg.Record | None = await pool.fetchrow(sql + "id = $1", key)
     if row is None and key.isdigit() and len(key) < 19:
         row = await pool.fetchrow(sql + "number = $1", int(key))
     if row is None:

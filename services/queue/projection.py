@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 import msgspec
 import structlog
@@ -27,13 +25,14 @@ from services.common.events import (
 log = structlog.get_logger()
 TABLES = ("tickets", "messages", "rejected", "events")
 _json = msgspec.json.Encoder()
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
 class CheckpointMoved(Exception):
     """Someone reset the checkpoint (a replay); restart reading from it."""
 
 
-async def apply(conn: asyncpg.Connection, seq: int, env: Envelope) -> None:
+async def apply(conn: Conn, seq: int, env: Envelope) -> None:
     """Apply one event to the projection tables (inside the caller's transaction)."""
     t = env.time
     match env.data:
@@ -148,7 +147,7 @@ class Projector:
                 while True:
                     try:
                         msgs = await sub.fetch(self.batch, timeout=1.0)
-                    except (NatsTimeout, asyncio.TimeoutError):
+                    except (TimeoutError, NatsTimeout):
                         if stop_at_end:
                             break
                         continue

@@ -1,0 +1,125 @@
+"""The policy service: decides what a follow-up to a solved or closed ticket does."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import structlog
+from nats.js import JetStreamContext
+
+from services.common.events import (
+    Envelope,
+    Event,
+    FollowupAcknowledged,
+    MessageThreaded,
+    TicketOpened,
+    TicketReopened,
+    TicketSplit,
+)
+from services.common.runtime import consume, open_bus
+from services.common.settings import Settings
+from services.common.store import JetStreamEventStore, MessageIndex, digest_key, next_ticket_number
+from services.common.ticket import Ticket
+from services.policy.base import Decision, FollowUp, PastMessage, TicketView
+from services.policy.registry import get_policy
+
+log = structlog.get_logger()
+
+
+def view(ticket: Ticket, message_id: str, at: datetime) -> TicketView:
+    """The ticket as a policy sees it when `message_id` arrived."""
+    past: list[PastMessage] = []
+    for m in ticket.messages:
+        if m.message_id == message_id:
+            break
+        author: Literal["customer", "agent"] = (
+            "customer" if m.sender == ticket.requester else "agent"
+        )
+        past.append(PastMessage(author=author, text=m.reply))
+    closed = ticket.solved_at
+    return TicketView(
+        subject=ticket.subject, status=ticket.followups.get(message_id, ticket.status),
+        requester=ticket.requester, messages=tuple(past),
+        closed_days_ago=(at - closed).total_seconds() / 86400 if closed else None,
+    )
+
+
+def decision_events(ticket: Ticket, m: MessageThreaded, d: Decision, new_ticket: str
+                    ) -> list[tuple[Event, str]]:
+    """The events that record decision `d` on the old ticket."""
+    common = dict(ticket_id=ticket.ticket_id, message_id=m.message_id, policy=d.policy,
+                  version=d.version, confidence=d.confidence, reasons=d.reasons)
+    event: Event
+    if d.verdict == "acknowledge":
+        event = FollowupAcknowledged(**common, credited_agent=ticket.solved_by)  # type: ignore[arg-type]
+    elif d.verdict == "split":
+        event = TicketSplit(**common, new_ticket_id=new_ticket)  # type: ignore[arg-type]
+    else:
+        event = TicketReopened(**common)  # type: ignore[arg-type]
+    return [(event, f"decision:{m.message_id}")]
+
+
+class PolicyService:
+    def __init__(self, js: JetStreamContext, settings: Settings) -> None:
+        self.js, self.ns, self.settings = js, settings.namespace, settings
+        self.store = JetStreamEventStore(js, self.ns)
+        self.index = MessageIndex(js, self.ns)
+
+    def decide(self, ticket: Ticket, m: MessageThreaded, at: datetime) -> Decision:
+        if m.auto:  # machine mail never reopens anything, whatever the policy
+            return Decision(verdict="acknowledge", confidence=1.0, policy="intake",
+                            version="1", reasons=(f"auto-reply: {m.auto}",))
+        policy = get_policy(self.settings.policy)
+        return policy.decide(
+            view(ticket, m.message_id, at),
+            FollowUp(sender=m.sender, subject=m.subject, body=m.reply, reply=m.reply),
+        )
+
+    async def handle(self, seq: int, env: Envelope) -> None:
+        if not isinstance(env.data, MessageThreaded):
+            return
+        m = env.data
+        with structlog.contextvars.bound_contextvars(ticket_id=m.ticket_id,
+                                                     message_id=m.message_id):
+            ticket = await self.store.load(m.ticket_id)
+            if m.message_id not in ticket.followups or m.message_id in ticket.decided:
+                return  # a message to an open ticket needs no decision
+            decision = self.decide(ticket, m, env.time)
+            new_ticket = digest_key(f"split:{m.message_id}")[:24]
+            if decision.verdict == "split":
+                await self.open_split(ticket, m, new_ticket)
+
+            def record(t: Ticket) -> list[tuple[Event, str]]:
+                if m.message_id in t.decided:
+                    return []
+                return decision_events(t, m, decision, new_ticket)
+
+            await self.store.decide(m.ticket_id, record)
+            log.info("followup_decided", verdict=decision.verdict, policy=decision.policy,
+                     confidence=decision.confidence, reasons=list(decision.reasons))
+
+    async def open_split(self, old: Ticket, m: MessageThreaded, new_ticket: str) -> None:
+        """Open the new ticket for an unrelated topic, linked back to the old one."""
+        if not (await self.store.load(new_ticket)).exists:
+            number = await next_ticket_number(self.js, self.ns, new_ticket)
+            opened = TicketOpened(ticket_id=new_ticket, number=number, subject=m.subject,
+                                  requester=m.sender, mailbox=old.mailbox,
+                                  message_id=m.message_id, split_from=old.ticket_id)
+            moved = MessageThreaded(ticket_id=new_ticket, message_id=m.message_id,
+                                    method="split", sender=m.sender, subject=m.subject,
+                                    reply=m.reply, reasons=(f"split from {old.ticket_id}",))
+            await self.store.decide(
+                new_ticket, lambda t: [] if t.exists else [(opened, "opened"), (moved, "moved")]
+            )
+        await self.index.put(m.message_id, new_ticket)  # replies follow the new topic
+
+
+async def run(settings: Settings) -> None:
+    get_policy(settings.policy)  # fail at start on an unknown policy name
+    nc, js = await open_bus(settings, "tidydesk-policy")
+    try:
+        await consume(js, settings.namespace, "policy", PolicyService(js, settings).handle)
+    finally:
+        await nc.close()  # unacked work is redelivered to the next instance
+

@@ -1,0 +1,146 @@
+"""Real servers for the tests: the ones in TIDYDESK_NATS_URL / TIDYDESK_DATABASE_URL when
+set, else an embedded nats-server -js and PostgreSQL started here on free ports/sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import asyncpg
+import pytest
+from nats.aio.client import Client
+
+from services.common import db
+from services.common.embedded import EmbeddedNats, EmbeddedPostgres
+from services.common.store import apply_topology, connect
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def servers_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def nats_url(servers_home: Path) -> Iterator[str]:
+    if os.environ.get("TIDYDESK_NATS_URL"):
+        yield os.environ["TIDYDESK_NATS_URL"]
+        return
+    server = EmbeddedNats(servers_home)
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(servers_home: Path) -> Iterator[str]:
+    if os.environ.get("TIDYDESK_DATABASE_URL"):
+        yield os.environ["TIDYDESK_DATABASE_URL"]
+        return
+    server = EmbeddedPostgres(servers_home)
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def ns() -> str:
+    """A namespace of its own per test: streams, buckets and SQL schema don't collide."""
+    return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+async def nc(nats_url: str, ns: str) -> AsyncIterator[Client]:
+    client = await connect(nats_url, "tidydesk-tests")
+    js = client.jetstream()
+    await apply_topology(js, ns)
+    yield client
+    for stream in (f"{ns.upper()}_EVENTS", f"KV_{ns}_msgindex", f"KV_{ns}_counters",
+                   f"OBJ_{ns}_raw"):
+        await js.delete_stream(stream)
+    await client.close()
+
+
+@pytest.fixture
+async def pool(database_url: str, ns: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await db.connect(database_url, ns, attempts=3)
+    await db.migrate(p)
+    yield p
+    await p.execute(f'DROP SCHEMA "{ns}" CASCADE')
+    await p.close()
+
+
+class Stack:
+    """The services' cores running in the test's event loop against real servers."""
+
+    def __init__(self, nc: Client, pool: asyncpg.Pool, ns: str, policy: str) -> None:
+        from services.common.settings import Settings
+        from services.common.store import JetStreamEventStore, RawStore
+        from services.ingest.intake import Intake
+
+        self.js, self.pool, self.ns = nc.jetstream(), pool, ns
+        self.settings = Settings.from_env({"TIDYDESK_NAMESPACE": ns, "TIDYDESK_POLICY": policy})
+        self.store = JetStreamEventStore(self.js, ns)
+        self.intake = Intake(self.store, RawStore(self.js, ns))
+
+    def tasks(self) -> list[asyncio.Task[object]]:
+        from services.common.runtime import consume
+        from services.policy.app import PolicyService
+        from services.queue.projection import Projector
+        from services.threading.app import Threader
+
+        return [
+            asyncio.create_task(consume(self.js, self.ns, "threading",
+                                        Threader(self.js, self.ns).handle)),
+            asyncio.create_task(consume(self.js, self.ns, "policy",
+                                        PolicyService(self.js, self.settings).handle)),
+            asyncio.create_task(Projector(self.js, self.pool, self.ns).run()),
+        ]
+
+    async def tickets(self) -> list[dict[str, object]]:
+        rows = await self.pool.fetch("SELECT * FROM tickets ORDER BY number")
+        return [dict(r) for r in rows]
+
+
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 15.0) -> T:
+    """Poll an async check until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result or time.monotonic() > deadline:
+            assert result, "condition not reached in time"
+            return result
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def stack(nc: Client, pool: asyncpg.Pool, ns: str) -> AsyncIterator[Stack]:
+    s = Stack(nc, pool, ns, policy="always-reopen")
+    tasks = s.tasks()
+    yield s
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def mail(message_id: str, body: str = "Hello", *, sender: str = "alice@example.com",
+         subject: str = "Printer broken", in_reply_to: str | None = None,
+         extra: str = "") -> bytes:
+    """A small RFC 5322 message."""
+    head = (f"From: Alice <{sender}>\r\nTo: support@acme.example\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{message_id}>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n")
+    if in_reply_to:
+        head += f"In-Reply-To: <{in_reply_to}>\r\nReferences: <{in_reply_to}>\r\n"
+    return (head + extra + "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body + "\r\n"
+            ).encode()
