@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -240,3 +241,9 @@ class RawStore:
         except NotFoundError:
             return None
         return result.data
+
+
+async def close(nc: Client) -> None:
+    """Close a connection that may already be dead (nats-py raises on a lost socket)."""
+    with contextlib.suppress(OSError):
+        await nc.close()

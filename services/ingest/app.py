@@ -8,7 +8,7 @@ import structlog
 
 from services.common.runtime import open_bus
 from services.common.settings import Settings
-from services.common.store import JetStreamEventStore, RawStore
+from services.common.store import JetStreamEventStore, RawStore, close
 from services.ingest.intake import Intake
 from services.ingest.smtp import serve
 
@@ -26,5 +26,5 @@ async def run(settings: Settings) -> None:
         await asyncio.Event().wait()
     finally:
         server.close()
-        await nc.close()  # unacked work is redelivered to the next instance
+        await close(nc)  # unacked work is redelivered to the next instance
 

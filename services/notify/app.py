@@ -11,6 +11,7 @@ import structlog
 from services.common.events import Envelope, encode
 from services.common.runtime import consume, open_bus
 from services.common.settings import Settings
+from services.common.store import close
 
 log = structlog.get_logger()
 
@@ -49,5 +50,5 @@ async def run(settings: Settings) -> None:
         try:
             await consume(js, settings.namespace, "notify", hooks.handle)
         finally:
-            await nc.close()  # unacked work is redelivered to the next instance
+            await close(nc)  # unacked work is redelivered to the next instance
 

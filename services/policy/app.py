@@ -19,7 +19,13 @@ from services.common.events import (
 )
 from services.common.runtime import consume, open_bus
 from services.common.settings import Settings
-from services.common.store import JetStreamEventStore, MessageIndex, digest_key, next_ticket_number
+from services.common.store import (
+    JetStreamEventStore,
+    MessageIndex,
+    close,
+    digest_key,
+    next_ticket_number,
+)
 from services.common.ticket import Ticket
 from services.policy.base import Decision, FollowUp, PastMessage, TicketView
 from services.policy.registry import get_policy
@@ -121,5 +127,5 @@ async def run(settings: Settings) -> None:
     try:
         await consume(js, settings.namespace, "policy", PolicyService(js, settings).handle)
     finally:
-        await nc.close()  # unacked work is redelivered to the next instance
+        await close(nc)  # unacked work is redelivered to the next instance
 

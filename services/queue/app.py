@@ -10,7 +10,7 @@ from aiohttp import web
 from services.common import db
 from services.common.runtime import open_bus
 from services.common.settings import Settings
-from services.common.store import JetStreamEventStore, RawStore
+from services.common.store import JetStreamEventStore, RawStore, close
 from services.ingest.intake import Intake
 from services.queue.api import build
 from services.queue.projection import Projector
@@ -45,6 +45,6 @@ async def run(settings: Settings) -> None:
         await project_forever(Projector(js, pool, ns))
     finally:
         await runner.cleanup()
-        await nc.close()  # unacked work is redelivered to the next instance
+        await close(nc)  # unacked work is redelivered to the next instance
         await pool.close()
 

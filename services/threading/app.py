@@ -11,6 +11,7 @@ from services.common.settings import Settings
 from services.common.store import (
     JetStreamEventStore,
     MessageIndex,
+    close,
     next_ticket_number,
 )
 from services.common.ticket import Ticket
@@ -72,5 +73,5 @@ async def run(settings: Settings) -> None:
     try:
         await consume(js, settings.namespace, "threading", Threader(js, settings.namespace).handle)
     finally:
-        await nc.close()  # unacked work is redelivered to the next instance
+        await close(nc)  # unacked work is redelivered to the next instance
 

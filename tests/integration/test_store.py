@@ -50,7 +50,7 @@ async def test_retried_publish_is_not_duplicated(nc: Client, ns: str) -> None:
     first = await store.append("t3", [(opened("t3"), "opened")], 0)
     again = await store.append("t3", [(opened("t3"), "opened")], 0)  # lost ack, retried
     assert again == first
-    assert len((await store.history(store.ticket_subject("t3")))) == 1
+    assert len(await store.history(store.ticket_subject("t3"))) == 1
 
 
 async def test_intake_event_recorded_once_even_past_the_dedupe_window(nc: Client, ns: str

@@ -1,0 +1,129 @@
+"""The whole stack as processes: `tidydesk up`, mail over SMTP, the API, Ctrl-C, restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import free_port, mail
+
+pytestmark = pytest.mark.e2e
+TIDYDESK = [sys.executable, "-m", "services.cli"]
+
+
+class Up:
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        self.env = env
+        self.log = home / "up.log"
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([*TIDYDESK, "up"], env=env, stdout=out,
+                                         stderr=subprocess.STDOUT)
+        self.api = f"http://127.0.0.1:{env['TIDYDESK_HTTP_PORT']}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            try:
+                self.get("/healthz")
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise AssertionError("stack did not come up:\n" + self.log.read_text()[-3000:])
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.api + path, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def post(self, path: str, body: bytes) -> Any:
+        req = urllib.request.Request(self.api + path, data=body, method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def run(self, *args: str) -> str:
+        done = subprocess.run([*TIDYDESK, *args], env=self.env, capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def wait(self, path: str, check: Any, within: float = 20) -> Any:
+        deadline = time.monotonic() + within
+        while True:
+            value = self.get(path)
+            if check(value) or time.monotonic() > deadline:
+                assert check(value), value
+                return value
+            time.sleep(0.2)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(60)
+
+
+@pytest.fixture
+def env(tmp_path: Path, ns: str) -> Iterator[dict[str, str]]:
+    yield {
+        **os.environ,
+        "TIDYDESK_HOME": str(tmp_path / "home"),
+        "TIDYDESK_NAMESPACE": ns,
+        "TIDYDESK_SMTP_PORT": str(free_port()),
+        "TIDYDESK_HTTP_PORT": str(free_port()),
+        "TIDYDESK_LOG_FORMAT": "json",
+    }
+
+
+def test_mail_reply_queue_solve_reopen_restart(tmp_path: Path, env: dict[str, str]) -> None:
+    first, reply, after = (tmp_path / n for n in ("first.eml", "reply.eml", "after.eml"))
+    first.write_bytes(mail("e2e-1@example.com", "The app crashes on start."))
+    reply.write_bytes(mail("e2e-2@example.com", "Here is the log.",
+                           in_reply_to="e2e-1@example.com"))
+    after.write_bytes(mail("e2e-3@example.com", "It crashes again today.",
+                           in_reply_to="e2e-2@example.com"))
+    up = Up(tmp_path, env)
+    try:
+        up.run("send", str(first))
+        up.run("send", str(reply))
+        (ticket,) = up.wait("/tickets", lambda v: v["tickets"]
+                            and v["tickets"][0]["message_count"] == 2)["tickets"]
+        assert ticket["status"] == "open" and ticket["requester"] == "alice@example.com"
+        detail = up.get(f"/tickets/{ticket['id']}")
+        assert [m["message_id"] for m in detail["messages"]] == [
+            "e2e-1@example.com", "e2e-2@example.com"]
+        table = up.run("queue")
+        assert re.search(rf"^{ticket['number']}\s+open\s+2\s+alice@example.com", table, re.M)
+
+        up.post(f"/tickets/{ticket['id']}/solve", b'{"agent": "kim"}')
+        up.wait("/tickets?status=solved", lambda v: len(v["tickets"]) == 1)
+        up.run("send", str(after))  # a reply to a solved ticket: always-reopen reopens it
+        up.wait(f"/tickets/{ticket['id']}", lambda v: v["status"] == "open"
+                and v["message_count"] == 3)
+        events = up.get(f"/tickets/{ticket['id']}/events")["events"]
+        assert [e["type"].removeprefix("tidydesk.") for e in events] == [
+            "ticket.opened", "message.threaded", "message.threaded", "ticket.solved",
+            "message.threaded", "ticket.reopened"]
+        urls = dict(re.findall(r"^\s+(NATS|Postgres)\s+(\S+)", up.log.read_text(), re.M))
+    finally:
+        assert up.stop() == 0, up.log.read_text()[-3000:]
+
+    up = Up(tmp_path, env)  # a restart keeps every ticket
+    try:
+        again = up.wait("/tickets?status=all", lambda v: len(v["tickets"]) == 1)["tickets"]
+        assert again[0]["id"] == ticket["id"] and again[0]["message_count"] == 3
+        urls = dict(re.findall(r"^\s+(NATS|Postgres)\s+(\S+)", up.log.read_text(), re.M))
+        replay_env = {**env, "TIDYDESK_NATS_URL": urls["NATS"],
+                      "TIDYDESK_DATABASE_URL": urls["Postgres"]}
+        out = subprocess.run([*TIDYDESK, "replay"], env=replay_env, capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+        assert "1 tickets rebuilt" in out
+        assert up.get(f"/tickets/{ticket['id']}")["message_count"] == 3
+    finally:
+        assert up.stop() == 0

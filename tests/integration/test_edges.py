@@ -1,0 +1,121 @@
+"""The HTTP API and the SMTP listener on real sockets, including bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import smtplib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from services.common.embedded import EmbeddedNats
+from services.common.store import JetStreamEventStore, RawStore, apply_topology, close, connect
+from services.ingest.intake import Intake
+from services.ingest.smtp import serve
+from services.queue.api import build
+from tests.conftest import Stack, eventually, free_port, mail
+
+
+@pytest.fixture
+async def api(stack: Stack) -> AsyncIterator[str]:
+    app = build(stack.pool, stack.store, stack.intake.raw, stack.intake, 1 << 20)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_api_serves_tickets_messages_events_and_raw(stack: Stack, api: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{api}/inbound/mime", data=mail("h1@example.com")) as r:
+            assert r.status == 202
+            assert (await r.json())["message_id"] == "h1@example.com"
+        (row,) = await eventually(stack.tickets)
+        async with http.get(f"{api}/tickets") as r:
+            (listed,) = (await r.json())["tickets"]
+        assert {"id", "number", "status", "subject", "requester"} <= listed.keys()
+        async with http.get(f"{api}/tickets/{listed['number']}") as r:
+            detail = await r.json()
+        assert detail["id"] == row["id"]
+        assert [m["message_id"] for m in detail["messages"]] == ["h1@example.com"]
+        async with http.post(f"{api}/tickets/{row['id']}/solve", json={"agent": "kim"}) as r:
+            assert r.status == 202
+        async with http.get(f"{api}/tickets/{row['id']}/events") as r:
+            types = [e["type"] for e in (await eventually(
+                lambda: _events(http, f"{api}/tickets/{row['id']}/events", 3)))]
+        assert types == ["tidydesk.ticket.opened", "tidydesk.message.threaded",
+                         "tidydesk.ticket.solved"]
+        async with http.get(f"{api}/messages/h1@example.com/raw") as r:
+            assert await r.read() == mail("h1@example.com")
+
+
+async def _events(http: aiohttp.ClientSession, url: str, n: int) -> list[dict[str, str]]:
+    async with http.get(url) as r:
+        events: list[dict[str, str]] = (await r.json())["events"]
+    return events if len(events) >= n else []
+
+
+async def test_api_bad_input_gets_json_errors(stack: Stack, api: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{api}/tickets/nope") as r:
+            assert r.status == 404 and "nope" in (await r.json())["error"]
+        await stack.intake.accept(mail("h2@example.com"))
+        (row,) = await eventually(stack.tickets)
+        async with http.post(f"{api}/tickets/{row['id']}/solve", data=b"{not json") as r:
+            assert r.status == 400 and "malformed JSON" in (await r.json())["error"]
+        async with http.post(f"{api}/inbound/mime", data=b"\x00\x01 no headers") as r:
+            assert r.status == 422 and "rejected" in (await r.json())["error"]
+        async with http.post(f"{api}/inbound/mime", data=io.BytesIO(b"x" * (2 << 20))) as r:
+            assert r.status == 413 and "error" in await r.json()
+        async with http.get(f"{api}/messages/missing@x/raw") as r:
+            assert r.status == 404
+
+
+async def test_smtp_accepts_and_refuses_oversized(stack: Stack) -> None:
+    port = free_port()
+    server = await serve(stack.intake, "127.0.0.1", port, max_bytes=10_000)
+
+    def send(raw: bytes) -> None:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+            smtp.sendmail("alice@example.com", ["support@acme.example"], raw)
+
+    try:
+        await asyncio.to_thread(send, mail("s1@example.com", "Hello over SMTP"))
+        (row,) = await eventually(stack.tickets)
+        assert row["mailbox"] == "support@acme.example"
+        with pytest.raises(smtplib.SMTPException) as err:
+            await asyncio.to_thread(send, mail("s2@example.com", "x" * 20_000))
+        assert "552" in str(err.value)
+    finally:
+        server.close()
+
+
+async def test_smtp_answers_451_when_nats_is_down(tmp_path: Path, ns: str) -> None:
+    """The mail is not acknowledged, so the sending server keeps it and retries."""
+    nats = EmbeddedNats(tmp_path)
+    nc = await connect(nats.start(), "doomed")
+    js = nc.jetstream()
+    await apply_topology(js, ns)
+    intake = Intake(JetStreamEventStore(js, ns), RawStore(js, ns))
+    port = free_port()
+    server = await serve(intake, "127.0.0.1", port, max_bytes=1 << 20)
+    nats.stop()
+
+    def send() -> None:
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
+            smtp.sendmail("alice@example.com", ["support@acme.example"],
+                          mail("down@example.com"))
+
+    try:
+        with pytest.raises(smtplib.SMTPDataError) as err:
+            await asyncio.to_thread(send)
+        assert err.value.smtp_code == 451
+    finally:
+        server.close()
+        await close(nc)
