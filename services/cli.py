@@ -261,15 +261,21 @@ def main(argv: list[str] | None = None) -> int:
     for name, module, text in (
         ("extract", "services.ingest.extract_cli", "print the newly written text of a mail"),
         ("classify", "services.policy.classify", "dry-run policy decisions on JSON lines"),
+        ("thread", "services.threading.offline", "thread an mbox offline (--mbox FILE)"),
     ):
         sub.add_parser(name, help=text, add_help=False).set_defaults(module=module)
     args, rest = parser.parse_known_args(argv)
     if getattr(args, "module", None):
-        return _delegate(args.module, rest)
+        try:
+            return _delegate(args.module, rest)
+        except BrokenPipeError:
+            return 0
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         code: int = args.fn(args)
+    except BrokenPipeError:  # `tidydesk … | head`
+        return 0
     except KeyboardInterrupt:
         return 130
     except (ValueError, OSError) as exc:

@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -94,15 +94,15 @@ class Stack:
         self.store = JetStreamEventStore(self.js, ns)
         self.intake = Intake(self.store, RawStore(self.js, ns))
 
-    def tasks(self) -> list[asyncio.Task[object]]:
+    async def tasks(self) -> list[asyncio.Task[Any]]:
         from services.common.runtime import consume
         from services.policy.app import PolicyService
         from services.queue.projection import Projector
-        from services.threading.app import Threader
+        from services.threading.app import build
 
+        threading = await build(self.settings, self.js)
         return [
-            asyncio.create_task(consume(self.js, self.ns, "threading",
-                                        Threader(self.js, self.ns).handle)),
+            asyncio.create_task(consume(self.js, self.ns, "threading", threading.handle)),
             asyncio.create_task(consume(self.js, self.ns, "policy",
                                         PolicyService(self.js, self.settings).handle)),
             asyncio.create_task(Projector(self.js, self.pool, self.ns).run()),
@@ -113,9 +113,9 @@ class Stack:
         return [dict(r) for r in rows]
 
 
-async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 15.0) -> T:
+async def eventually(check: Callable[[], Awaitable[T]], within: float = 15.0) -> T:
     """Poll an async check until it returns something truthy."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         result = await check()
         if result or time.monotonic() > deadline:
@@ -127,7 +127,7 @@ async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 15.0) -
 @pytest.fixture
 async def stack(nc: Client, pool: asyncpg.Pool, ns: str) -> AsyncIterator[Stack]:
     s = Stack(nc, pool, ns, policy="always-reopen")
-    tasks = s.tasks()
+    tasks = await s.tasks()
     yield s
     for t in tasks:
         t.cancel()

@@ -76,6 +76,8 @@ class MessageThreaded(Event, frozen=True, tag="message.threaded"):
     reply: str = ""
     auto: str | None = None
     reasons: tuple[str, ...] = ()
+    related: str | None = None  # a ticket that looks related, below the join threshold
+    related_confidence: float = 0.0
 
 
 class PolicyDecision(Event, frozen=True, kw_only=True):

@@ -23,6 +23,17 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "TIDYDESK_WEBHOOK_SECRET": ("", "HMAC-SHA256 key for the X-Tidydesk-Signature header"),
     "TIDYDESK_LOG_FORMAT": ("auto", "auto (console on a TTY, else JSON), json or console"),
     "TIDYDESK_LOG_LEVEL": ("info", "debug, info, warning or error"),
+    "TIDYDESK_SUBJECT_NUMBER": (r"\[#(\d{1,12})\]", "regex finding a ticket number in a subject"),
+    "TIDYDESK_THREAD_THRESHOLD": ("", "content-join confidence: 0.55 or 0.55,box@x=0.7"),
+    "TIDYDESK_THREAD_SAME_DOMAIN": ("false", "also join open tickets of the sender's domain"),
+    "TIDYDESK_SMTP_DOMAINS": ("", "accepted recipient domains/mailboxes, comma-separated; "
+                              "empty = all (others get 550 at RCPT)"),
+    "TIDYDESK_SMTP_TLS_CERT": ("", "PEM certificate chain for SMTP STARTTLS; empty = no TLS"),
+    "TIDYDESK_SMTP_TLS_KEY": ("", "PEM private key for SMTP STARTTLS"),
+    "TIDYDESK_SMTP_AUTH": ("", "user:password pairs, comma-separated; when set, AUTH is required"),
+    "TIDYDESK_SMTP_AUTH_INSECURE": ("false", "true = offer AUTH without TLS (never on a network)"),
+    "TIDYDESK_IMAP_URLS": ("", "mailboxes to poll, comma-separated imaps://user:pass@host:port/INBOX"),
+    "TIDYDESK_IMAP_POLL_SECONDS": ("30", "IMAP poll interval when the server has no IDLE"),
 }
 
 
@@ -43,6 +54,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_secret: str
     log_format: str
     log_level: str
+    subject_number: str
+    thread_threshold: str
+    thread_same_domain: bool
+    smtp_domains: str = ""
+    smtp_tls_cert: str = ""
+    smtp_tls_key: str = ""
+    smtp_auth: str = ""
+    smtp_auth_insecure: bool = False
+    imap_urls: str = ""
+    imap_poll_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:

@@ -14,7 +14,13 @@ import nats
 import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext, api
-from nats.js.errors import APIError, BadRequestError, KeyNotFoundError, NotFoundError
+from nats.js.errors import (
+    APIError,
+    BadRequestError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NotFoundError,
+)
 
 from services.common.events import Envelope, Event, decode, encode, envelope, type_of
 from services.common.ticket import Ticket, fold
@@ -95,13 +101,43 @@ async def apply_topology(js: JetStreamContext, ns: str, path: Path = TOPOLOGY) -
 class EventStore(Protocol):
     """Port: where ticket events are recorded and read back."""
 
-    async def record_intake(self, event: Event, digest: str) -> bool: ...
     async def load(self, ticket_id: str) -> Ticket: ...
     async def append(self, ticket_id: str, items: Sequence[tuple[Event, str]], expected: int
                      ) -> int: ...
+    async def decide(self, ticket_id: str,
+                     decider: Callable[[Ticket], Sequence[tuple[Event, str]]]) -> list[Event]: ...
 
 
-class JetStreamEventStore:
+class Decides:
+    """The command-handler loop shared by every EventStore adapter."""
+
+    async def load(self, ticket_id: str) -> Ticket:
+        raise NotImplementedError
+
+    async def append(self, ticket_id: str, items: Sequence[tuple[Event, str]], expected: int
+                     ) -> int:
+        raise NotImplementedError
+
+    async def decide(
+        self, ticket_id: str, decider: Callable[[Ticket], Sequence[tuple[Event, str]]],
+        attempts: int = 50,
+    ) -> list[Event]:
+        """Load, decide, append; on a conflict decide again against fresh state."""
+        for _ in range(attempts):
+            ticket = await self.load(ticket_id)
+            items = decider(ticket)
+            if not items:
+                return []
+            try:
+                await self.append(ticket_id, items, ticket.version)
+            except Conflict:
+                log.info("append_conflict_retry", ticket_id=ticket_id)
+                continue
+            return [e for e, _ in items]
+        raise Conflict(f"{ticket_id}: gave up after {attempts} conflicting attempts")
+
+
+class JetStreamEventStore(Decides):
     """EventStore on one JetStream stream; see deploy/nats/jetstream.json."""
 
     def __init__(self, js: JetStreamContext, ns: str) -> None:
@@ -175,48 +211,48 @@ class JetStreamEventStore:
             expected = ack.seq
         return expected
 
-    async def decide(
-        self, ticket_id: str, decider: Callable[[Ticket], Sequence[tuple[Event, str]]],
-        attempts: int = 50,
-    ) -> list[Event]:
-        """Load, decide, append; on a conflict decide again against fresh state."""
-        for _ in range(attempts):
-            ticket = await self.load(ticket_id)
-            items = decider(ticket)
-            if not items:
-                return []
-            try:
-                await self.append(ticket_id, items, ticket.version)
-            except Conflict:
-                log.info("append_conflict_retry", ticket_id=ticket_id)
-                continue
-            return [e for e, _ in items]
-        raise Conflict(f"{ticket_id}: gave up after {attempts} conflicting attempts")
+
+class Index(Protocol):
+    """Port: small shared lookups (Message-ID -> ticket, number -> ticket, …) with claims."""
+
+    async def get(self, key: str) -> str | None: ...
+    async def put(self, key: str, value: str) -> None: ...
+    async def claim(self, key: str, value: str) -> str: ...
+    async def next_number(self, ticket_id: str) -> int: ...
 
 
-class MessageIndex:
-    """Message-ID -> ticket id, in a JetStream key-value bucket."""
+class KvIndex:
+    """Index in JetStream key-value buckets; `claim` is an atomic create."""
 
     def __init__(self, js: JetStreamContext, ns: str) -> None:
-        self.js, self.bucket = js, f"{ns}_msgindex"
+        self.js, self.ns, self.bucket = js, ns, f"{ns}_msgindex"
 
-    async def get(self, message_id: str) -> str | None:
+    async def get(self, key: str) -> str | None:
         kv = await self.js.key_value(self.bucket)
         try:
-            entry = await kv.get(digest_key(message_id))
+            entry = await kv.get(digest_key(key))
         except KeyNotFoundError:
             return None
         return entry.value.decode() if entry.value else None
 
-    async def put(self, message_id: str, ticket_id: str) -> None:
+    async def put(self, key: str, value: str) -> None:
         kv = await self.js.key_value(self.bucket)
-        await kv.put(digest_key(message_id), ticket_id.encode())
+        await kv.put(digest_key(key), value.encode())
 
+    async def claim(self, key: str, value: str) -> str:
+        """Store `value` unless the key is taken; return whatever the key holds now."""
+        kv = await self.js.key_value(self.bucket)
+        try:
+            await kv.create(digest_key(key), value.encode())
+            return value
+        except KeyWrongLastSequenceError:
+            return await self.get(key) or value
 
-async def next_ticket_number(js: JetStreamContext, ns: str, ticket_id: str) -> int:
-    """A short, unique number: the revision of a put to the counters bucket."""
-    kv = await js.key_value(f"{ns}_counters")
-    return int(await kv.put("ticket", ticket_id.encode()))
+    async def next_number(self, ticket_id: str) -> int:
+        """A short, unique number: the revision of a put to the counters bucket."""
+        kv = await self.js.key_value(f"{self.ns}_counters")
+        return int(await kv.put("ticket", ticket_id.encode()))
+
 
 
 class RawStore:

@@ -29,6 +29,7 @@ class Ticket(msgspec.Struct, kw_only=True):
     requester: str = ""
     mailbox: str = ""
     opened_at: datetime | None = None
+    updated_at: datetime | None = None
     solved_at: datetime | None = None
     solved_by: str | None = None
     split_from: str | None = None
@@ -71,6 +72,12 @@ class Ticket(msgspec.Struct, kw_only=True):
                 self.status = "closed"
                 self.solved_at = self.solved_at or env.time
         self.version = max(self.version, seq)
+        self.updated_at = env.time
+
+    @property
+    def participants(self) -> set[str]:
+        """Addresses that have written to this ticket."""
+        return {self.requester} | {m.sender for m in self.messages}
 
 
 def fold(ticket_id: str, history: Iterable[tuple[int, Envelope]]) -> Ticket:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 import structlog
 from nats.js import JetStreamContext
@@ -21,34 +20,15 @@ from services.common.runtime import consume, open_bus
 from services.common.settings import Settings
 from services.common.store import (
     JetStreamEventStore,
-    MessageIndex,
+    KvIndex,
     close,
     digest_key,
-    next_ticket_number,
 )
 from services.common.ticket import Ticket
-from services.policy.base import Decision, FollowUp, PastMessage, TicketView
+from services.policy.base import Decision, FollowUp, view
 from services.policy.registry import get_policy
 
 log = structlog.get_logger()
-
-
-def view(ticket: Ticket, message_id: str, at: datetime) -> TicketView:
-    """The ticket as a policy sees it when `message_id` arrived."""
-    past: list[PastMessage] = []
-    for m in ticket.messages:
-        if m.message_id == message_id:
-            break
-        author: Literal["customer", "agent"] = (
-            "customer" if m.sender == ticket.requester else "agent"
-        )
-        past.append(PastMessage(author=author, text=m.reply))
-    closed = ticket.solved_at
-    return TicketView(
-        subject=ticket.subject, status=ticket.followups.get(message_id, ticket.status),
-        requester=ticket.requester, messages=tuple(past),
-        closed_days_ago=(at - closed).total_seconds() / 86400 if closed else None,
-    )
 
 
 def decision_events(ticket: Ticket, m: MessageThreaded, d: Decision, new_ticket: str
@@ -70,7 +50,7 @@ class PolicyService:
     def __init__(self, js: JetStreamContext, settings: Settings) -> None:
         self.js, self.ns, self.settings = js, settings.namespace, settings
         self.store = JetStreamEventStore(js, self.ns)
-        self.index = MessageIndex(js, self.ns)
+        self.index = KvIndex(js, self.ns)
 
     def decide(self, ticket: Ticket, m: MessageThreaded, at: datetime) -> Decision:
         if m.auto:  # machine mail never reopens anything, whatever the policy
@@ -108,7 +88,7 @@ class PolicyService:
     async def open_split(self, old: Ticket, m: MessageThreaded, new_ticket: str) -> None:
         """Open the new ticket for an unrelated topic, linked back to the old one."""
         if not (await self.store.load(new_ticket)).exists:
-            number = await next_ticket_number(self.js, self.ns, new_ticket)
+            number = await self.index.next_number(new_ticket)
             opened = TicketOpened(ticket_id=new_ticket, number=number, subject=m.subject,
                                   requester=m.sender, mailbox=old.mailbox,
                                   message_id=m.message_id, split_from=old.ticket_id)
@@ -118,7 +98,7 @@ class PolicyService:
             await self.store.decide(
                 new_ticket, lambda t: [] if t.exists else [(opened, "opened"), (moved, "moved")]
             )
-        await self.index.put(m.message_id, new_ticket)  # replies follow the new topic
+        await self.index.put(f"m:{m.message_id}", new_ticket)  # replies follow the new topic
 
 
 async def run(settings: Settings) -> None:

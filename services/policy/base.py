@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal, Protocol
 
 import msgspec
+
+from services.common.ticket import Ticket
 
 Verdict = Literal["acknowledge", "reopen", "split"]
 
@@ -53,3 +56,21 @@ class Policy(Protocol):
     version: str
 
     def decide(self, ticket: TicketView, message: FollowUp) -> Decision: ...
+
+
+def view(ticket: Ticket, message_id: str | None, at: datetime) -> TicketView:
+    """The ticket as a policy sees it when `message_id` arrived (None: now, all of it)."""
+    past: list[PastMessage] = []
+    for m in ticket.messages:
+        if m.message_id == message_id:
+            break
+        author: Literal["customer", "agent"] = (
+            "customer" if m.sender == ticket.requester else "agent"
+        )
+        past.append(PastMessage(author=author, text=m.reply))
+    closed = ticket.solved_at
+    return TicketView(
+        subject=ticket.subject, status=ticket.followups.get(message_id or "", ticket.status),
+        requester=ticket.requester, messages=tuple(past),
+        closed_days_ago=(at - closed).total_seconds() / 86400 if closed else None,
+    )

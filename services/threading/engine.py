@@ -1,13 +1,33 @@
-"""Which ticket does a received message belong to? Pure decisions, no I/O."""
+"""Which ticket does a received message belong to?
+
+The same code runs in the threading service (JetStream store, KV index) and offline in
+`tidydesk thread` (in-memory adapters). Order of evidence, recorded as `method`:
+out-of-order (a reply that arrived first claimed this message), in-reply-to / references,
+reply-token (support+<token>@…), subject-number ([#3322], sender-checked), content (the same
+requester's open ticket about the same issue), else a new ticket.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from services.common.events import MessageReceived
-from services.common.store import digest_key
+import msgspec
+
+from services.common.events import Event, MessageReceived, MessageThreaded, TicketOpened
+from services.common.store import EventStore, Index, digest_key
+from services.common.ticket import Ticket
+from services.policy.base import view
+from services.threading import similarity
 
 LOOKUP_REFERENCES = 20  # the nearest References are enough to find a known ancestor
+OPEN = ("open", "pending")
+RELATED_FLOOR = 0.25  # below the join threshold but worth suggesting to an agent
+_token = re.compile(r"^[^+@]+\+t([0-9a-f]{24})\.([0-9a-f]{12})@", re.IGNORECASE)
 
 
 def candidates(msg: MessageReceived) -> list[str]:
@@ -30,3 +50,211 @@ def locate(msg: MessageReceived, known: Mapping[str, str]) -> tuple[str | None, 
 def new_ticket_id(msg: MessageReceived) -> str:
     """Deterministic, so a redelivered message re-finds the ticket it opened."""
     return digest_key(msg.message_id)[:24]
+
+
+def tenant(mailbox: str) -> str:
+    """Tenant of a mailbox: its domain (plus-addressing and case ignored)."""
+    return mailbox.rpartition("@")[2].lower()
+
+
+def reply_token(secret: bytes, ticket_id: str) -> str:
+    """Unguessable per-ticket token for the plus-address Reply-To."""
+    sig = hmac.new(secret, ticket_id.encode(), hashlib.sha256).hexdigest()[:12]
+    return f"t{ticket_id}.{sig}"
+
+
+def reply_address(secret: bytes, ticket_id: str, mailbox: str) -> str:
+    """support@acme.example -> support+t<ticket>.<sig>@acme.example."""
+    local, _, domain = mailbox.partition("@")
+    return f"{local.split('+')[0]}+{reply_token(secret, ticket_id)}@{domain}"
+
+
+def token_ticket(secret: bytes, mailbox: str) -> str | None:
+    """The ticket named by a valid reply token in the recipient address, else None."""
+    found = _token.match(mailbox)
+    if not found or not secret:
+        return None
+    ticket_id = found.group(1).lower()
+    expected = reply_token(secret, ticket_id).split(".")[1]
+    return ticket_id if hmac.compare_digest(expected, found.group(2).lower()) else None
+
+
+class Options(msgspec.Struct, frozen=True, kw_only=True):
+    subject_number: str = r"\[#(\d{1,12})\]"  # one group: the ticket number
+    threshold: float = similarity.DEFAULT_THRESHOLD
+    thresholds: dict[str, float] = {}  # per mailbox (plus-address ignored)
+    same_domain: bool = False  # also consider open tickets of the sender's organisation
+    use_headers: bool = True  # False: measure the content heuristic alone
+
+    @classmethod
+    def parse(cls, subject_number: str, thresholds: str, same_domain: bool) -> Options:
+        """From settings: thresholds as "0.55" or "0.55,billing@acme.example=0.7"."""
+        default, per = similarity.DEFAULT_THRESHOLD, {}
+        for part in filter(None, (p.strip() for p in thresholds.split(","))):
+            box, _, value = part.rpartition("=")
+            if box:
+                per[box.lower()] = float(value)
+            else:
+                default = float(value)
+        return cls(subject_number=subject_number or cls.subject_number, threshold=default,
+                   thresholds=per, same_domain=same_domain)
+
+    def threshold_for(self, mailbox: str) -> float:
+        local, _, domain = mailbox.lower().partition("@")
+        return self.thresholds.get(f"{local.split('+')[0]}@{domain}", self.threshold)
+
+
+@dataclass
+class Verdict:
+    ticket_id: str | None = None
+    method: str = "new"
+    confidence: float = 1.0
+    reasons: list[str] = field(default_factory=list)
+    related: str | None = None
+    related_confidence: float = 0.0
+
+
+class Threader:
+    """Puts messages into tickets through the EventStore and Index ports."""
+
+    def __init__(self, store: EventStore, index: Index, options: Options | None = None,
+                 secret: bytes = b"") -> None:
+        self.store, self.index, self.secret = store, index, secret
+        self.options = options or Options()
+
+    async def find(self, msg: MessageReceived, at: datetime) -> Verdict:
+        """Where the evidence points, before any claim is made."""
+        v = Verdict()
+        if self.options.use_headers:
+            known = {}
+            for mid in candidates(msg):
+                ticket = await self.index.get(f"m:{mid}")
+                if ticket:
+                    known[mid] = ticket
+            v.ticket_id, v.method = locate(msg, known)
+            if v.ticket_id and not await self._same_tenant(v.ticket_id, msg, v):
+                v.ticket_id, v.method = None, "new"
+            tid = None if v.ticket_id else token_ticket(self.secret, msg.mailbox)
+            if tid and await self._same_tenant(tid, msg, v):
+                v.ticket_id, v.method = tid, "reply-token"
+            if v.ticket_id is None:
+                await self._subject_number(msg, v)
+        if v.ticket_id is None:
+            await self._content(msg, at, v)
+        return v
+
+    async def _same_tenant(self, ticket_id: str, msg: MessageReceived, v: Verdict) -> bool:
+        ticket = await self.store.load(ticket_id)
+        if not ticket.exists:
+            return False
+        if msg.mailbox and ticket.mailbox and tenant(ticket.mailbox) != tenant(msg.mailbox):
+            v.reasons.append(f"ignored a link to ticket {ticket_id} of another mailbox "
+                             f"({tenant(ticket.mailbox)})")
+            return False
+        return True
+
+    async def _subject_number(self, msg: MessageReceived, v: Verdict) -> None:
+        found = re.search(self.options.subject_number, msg.subject)
+        if not found:
+            return
+        tid = await self.index.get(f"n:{int(found.group(1))}")
+        if not tid or not await self._same_tenant(tid, msg, v):
+            return
+        ticket = await self.store.load(tid)
+        if msg.sender in ticket.participants:
+            v.ticket_id, v.method = tid, "subject-number"
+            v.reasons.append(f"subject names #{ticket.number}; sender is a participant")
+        else:
+            v.reasons.append(f"subject names #{ticket.number} but {msg.sender} is not a "
+                             "participant: new ticket")
+
+    async def _content(self, msg: MessageReceived, at: datetime, v: Verdict) -> None:
+        threshold = self.options.threshold_for(msg.mailbox)
+        keys = [f"q:{msg.sender}"]
+        if self.options.same_domain:
+            keys.append(f"q:@{tenant(msg.sender)}")
+        seen: set[str] = set()
+        for key in keys:
+            for tid in msgspec.json.decode(await self.index.get(key) or "[]", type=list[str]):
+                if tid in seen:
+                    continue
+                seen.add(tid)
+                ticket = await self.store.load(tid)
+                if ticket.status not in OPEN or (
+                    msg.mailbox and tenant(ticket.mailbox) != tenant(msg.mailbox)
+                ):
+                    continue
+                idle = (at - ticket.updated_at).total_seconds() / 86400 \
+                    if ticket.updated_at else None
+                same, conf, reasons = similarity.match(
+                    view(ticket, None, at), msg.sender, msg.subject, msg.reply, idle_days=idle
+                )
+                best = v.confidence if v.method == "content" else 0.0
+                if same and conf >= threshold and conf > best:
+                    v.ticket_id, v.method, v.confidence = tid, "content", conf
+                    v.reasons = [f"same issue as #{ticket.number}", *reasons]
+                elif conf >= RELATED_FLOOR and conf > v.related_confidence:
+                    v.related, v.related_confidence = tid, conf
+                    v.reasons.append(f"#{ticket.number} looks related ({conf:.2f}) but below "
+                                     f"the threshold {threshold:.2f}")
+
+    async def thread(self, msg: MessageReceived, at: datetime) -> MessageThreaded | None:
+        """Thread one message; None when it was threaded before (never moved)."""
+        own = await self.index.get(f"m:{msg.message_id}")
+        if own and not await self._same_tenant(own, msg, Verdict()):
+            own = None  # claimed by a reply in another mailbox: not ours to follow
+        if own:
+            if (await self.store.load(own)).has_message(msg.message_id):
+                return None
+            v = Verdict(ticket_id=own, method="out-of-order",
+                        reasons=["a reply to this message arrived first"])
+        else:
+            v = await self.find(msg, at)
+        target = v.ticket_id or new_ticket_id(msg)
+        if v.ticket_id is None and self.options.use_headers:
+            # Claim the unknown ancestors: a sibling or parent threaded at the same moment
+            # by another instance either sees our claim or we see theirs.
+            for mid in candidates(msg):
+                holder = await self.index.claim(f"m:{mid}", target)
+                if holder != target and await self._same_tenant(holder, msg, Verdict()):
+                    target, v.ticket_id, v.method = holder, holder, "references"
+                    break
+        holder = await self.index.claim(f"m:{msg.message_id}", target)
+        if holder != target and await self._same_tenant(holder, msg, Verdict()):
+            target, v.ticket_id, v.method = holder, holder, "out-of-order"
+        return await self._record(msg, target, v)
+
+    async def _record(self, msg: MessageReceived, target: str, v: Verdict
+                      ) -> MessageThreaded | None:
+        opened: TicketOpened | None = None
+        if v.ticket_id is None and not (await self.store.load(target)).exists:
+            number = await self.index.next_number(target)
+            opened = TicketOpened(ticket_id=target, number=number, subject=msg.subject,
+                                  requester=msg.sender, mailbox=msg.mailbox,
+                                  message_id=msg.message_id)
+            await self.index.put(f"n:{number}", target)
+            await self._remember_open(msg.sender, target)
+        threaded = MessageThreaded(
+            ticket_id=target, message_id=msg.message_id, method=v.method,
+            confidence=round(v.confidence, 3), sender=msg.sender, subject=msg.subject,
+            reply=msg.reply, auto=msg.auto, reasons=tuple(v.reasons), related=v.related,
+            related_confidence=round(v.related_confidence, 3),
+        )
+
+        def decide(ticket: Ticket) -> list[tuple[Event, str]]:
+            items: list[tuple[Event, str]] = []
+            if opened is not None and not ticket.exists:
+                items.append((opened, "opened"))
+            if not ticket.has_message(msg.message_id):
+                items.append((threaded, msg.message_id))
+            return items
+
+        written = await self.store.decide(target, decide)
+        return threaded if written else None
+
+    async def _remember_open(self, sender: str, ticket_id: str) -> None:
+        """Keep the requester's (and organisation's) latest tickets for content matching."""
+        for key in (f"q:{sender}", f"q:@{tenant(sender)}"):
+            ids = msgspec.json.decode(await self.index.get(key) or "[]", type=list[str])
+            ids = [*ids[-19:], ticket_id] if ticket_id not in ids else ids
+            await self.index.put(key, msgspec.json.encode(ids).decode())

@@ -54,9 +54,10 @@ async def test_followups_to_solved_ticket(stack: Stack) -> None:
 
 async def test_replay_rebuilds_the_live_projection(stack: Stack) -> None:
     for i in range(5):
+        sender = f"user{i}@example.com"
         await stack.intake.accept(mail(f"r{i}@example.com", f"Question {i}",
-                                       subject=f"Topic {i}"))
-        await stack.intake.accept(mail(f"r{i}-reply@example.com", "more",
+                                       subject=f"Topic {i}", sender=sender))
+        await stack.intake.accept(mail(f"r{i}-reply@example.com", "more", sender=sender,
                                        in_reply_to=f"r{i}@example.com"))
 
     async def settled() -> bool:

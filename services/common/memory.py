@@ -1,0 +1,57 @@
+"""In-memory adapters of the EventStore and Index ports, for offline runs and unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.common.events import Envelope, Event, envelope
+from services.common.store import Conflict, Decides
+from services.common.ticket import Ticket, fold
+
+
+class InMemoryEventStore(Decides):
+    """Same contract as JetStreamEventStore: per-ticket expected sequence, idempotent ids."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.tickets: dict[str, list[tuple[int, Envelope]]] = {}
+
+    async def load(self, ticket_id: str) -> Ticket:
+        return fold(ticket_id, self.tickets.get(ticket_id, []))
+
+    async def append(self, ticket_id: str, items: Sequence[tuple[Event, str]], expected: int
+                     ) -> int:
+        history = self.tickets.setdefault(ticket_id, [])
+        for event, key in items:
+            env = envelope(event, subject=ticket_id, key=key)
+            last = history[-1][0] if history else 0
+            if last != expected:
+                if history and history[-1][1].id == env.id:
+                    expected = last  # a retry of what already landed
+                    continue
+                raise Conflict(ticket_id)
+            self.seq += 1
+            history.append((self.seq, env))
+            expected = self.seq
+        return expected
+
+
+class InMemoryIndex:
+    """Same contract as KvIndex."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.number = 0
+
+    async def get(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    async def put(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+    async def claim(self, key: str, value: str) -> str:
+        return self.values.setdefault(key, value)
+
+    async def next_number(self, ticket_id: str) -> int:
+        self.number += 1
+        return self.number

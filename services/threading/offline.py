@@ -1,0 +1,60 @@
+"""`tidydesk thread --mbox FILE`: the threading engine over an mbox, no bus, no database."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import mailbox
+import sys
+from datetime import UTC, datetime
+
+import msgspec
+
+from services.common.events import MessageReceived
+from services.common.memory import InMemoryEventStore, InMemoryIndex
+from services.ingest.parse import parse
+from services.threading.engine import Options, Threader
+
+
+class Line(msgspec.Struct):
+    message_id: str | None
+    ticket: str | None
+    method: str
+    confidence: float
+
+
+async def thread_mbox(path: str, *, use_headers: bool = True) -> list[Line]:
+    """One line per message of the mbox, in file order."""
+    threader = Threader(InMemoryEventStore(), InMemoryIndex(), Options(use_headers=use_headers))
+    out: list[Line] = []
+    for raw in mailbox.mbox(path, create=False).itervalues():
+        event = parse(raw.as_bytes(), mailbox="archive@mbox.invalid")  # one archive, one tenant
+        if not isinstance(event, MessageReceived):
+            out.append(Line(None, None, f"rejected: {event.reason}", 0.0))
+            continue
+        at = event.date or datetime.now(UTC)
+        threaded = await threader.thread(event, at)
+        if threaded is None:  # a duplicate Message-ID: report where the first one went
+            ticket = await threader.index.get(f"m:{event.message_id}")
+            out.append(Line(event.message_id, ticket, "duplicate", 1.0))
+        else:
+            out.append(Line(event.message_id, threaded.ticket_id, threaded.method,
+                            threaded.confidence))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tidydesk thread", description=__doc__)
+    parser.add_argument("--mbox", required=True, help="mbox file to thread")
+    parser.add_argument("--ignore-headers", action="store_true",
+                        help="drop In-Reply-To/References/subject tokens: content alone")
+    args = parser.parse_args(argv)
+    try:
+        lines = asyncio.run(thread_mbox(args.mbox, use_headers=not args.ignore_headers))
+    except (OSError, mailbox.Error) as exc:
+        print(f"tidydesk thread: {exc}", file=sys.stderr)
+        return 2
+    encoder = msgspec.json.Encoder()
+    for line in lines:
+        sys.stdout.buffer.write(encoder.encode(line) + b"\n")
+    return 0

@@ -1,0 +1,121 @@
+"""The threading engine on the in-memory adapters (same code as the service)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from services.common.events import MessageReceived, TicketSolved
+from services.common.memory import InMemoryEventStore, InMemoryIndex
+from services.threading.engine import Options, Threader, reply_address, token_ticket
+
+NOW = datetime(2026, 3, 5, 10, 0, tzinfo=UTC)
+SECRET = b"k" * 32
+
+
+def msg(mid: str, *, sender: str = "kim@example.com", subject: str = "Broken kettle",
+        reply: str = "My kettle model KT-200 stopped heating.", refs: tuple[str, ...] = (),
+        mailbox: str = "support@shop.example") -> MessageReceived:
+    return MessageReceived(message_id=mid, digest=mid, mailbox=mailbox, sender=sender,
+                           subject=subject, reply=reply, in_reply_to=refs[-1:],
+                           references=refs)
+
+
+def threader(**options: object) -> Threader:
+    return Threader(InMemoryEventStore(), InMemoryIndex(), Options(**options),  # type: ignore[arg-type]
+                    SECRET)
+
+
+async def test_new_ticket_then_reply_by_headers() -> None:
+    t = threader()
+    first = await t.thread(msg("a"), NOW)
+    assert first and first.method == "new"
+    reply = await t.thread(msg("b", refs=("a",)), NOW)
+    assert reply and reply.ticket_id == first.ticket_id and reply.method == "in-reply-to"
+    assert (await t.store.load(first.ticket_id)).number == 1
+    assert await t.thread(msg("b", refs=("a",)), NOW) is None  # never threaded twice
+
+
+async def test_reply_before_parent_joins_one_ticket() -> None:
+    t = threader()
+    reply = await t.thread(msg("child", refs=("root", "parent")), NOW)
+    parent = await t.thread(msg("parent", refs=("root",)), NOW)
+    root = await t.thread(msg("root"), NOW)
+    assert reply and parent and root
+    assert reply.ticket_id == parent.ticket_id == root.ticket_id
+    assert root.method == "out-of-order"
+
+
+async def test_references_chain_with_gaps_finds_the_known_ancestor() -> None:
+    t = threader()
+    first = await t.thread(msg("m1"), NOW)
+    later = await t.thread(msg("m9", refs=("m1", "m2-missing", "m3-missing")), NOW)
+    assert first and later and later.ticket_id == first.ticket_id
+    assert later.method == "references"
+
+
+async def test_self_reference_and_huge_references_are_harmless() -> None:
+    t = threader()
+    loop = await t.thread(msg("self", refs=("self",)), NOW)
+    assert loop and loop.method == "new"
+    many = tuple(f"x{i}" for i in range(10_000))
+    big = await t.thread(msg("big", refs=many, sender="lee@example.com"), NOW)
+    assert big and big.method == "new"
+
+
+async def test_subject_number_needs_a_participant() -> None:
+    t = threader()
+    first = await t.thread(msg("n1"), NOW)
+    assert first
+    number = (await t.store.load(first.ticket_id)).number
+    own = await t.thread(msg("n2", subject=f"Re: [#{number}] kettle", reply="Any news?"), NOW)
+    assert own and own.ticket_id == first.ticket_id and own.method == "subject-number"
+    stranger = await t.thread(msg("n3", sender="eve@evil.example",
+                                  subject=f"[#{number}] please attach"), NOW)
+    assert stranger and stranger.ticket_id != first.ticket_id and stranger.method == "new"
+    assert any("not a participant" in r for r in stranger.reasons)
+
+
+async def test_reply_token_address_is_verified() -> None:
+    t = threader()
+    first = await t.thread(msg("r1"), NOW)
+    assert first
+    address = reply_address(SECRET, first.ticket_id, "support@shop.example")
+    assert token_ticket(SECRET, address) == first.ticket_id
+    forged = address[:-len("@shop.example") - 1] + "0@shop.example"
+    assert token_ticket(SECRET, forged) is None
+    joined = await t.thread(msg("r2", sender="kim.alias@example.com", mailbox=address,
+                                subject="other words", reply="see above"), NOW)
+    assert joined and joined.ticket_id == first.ticket_id and joined.method == "reply-token"
+
+
+async def test_in_reply_to_another_tenant_is_not_followed() -> None:
+    t = threader()
+    theirs = await t.thread(msg("o1", mailbox="help@other.example"), NOW)
+    ours = await t.thread(msg("o2", refs=("o1",), mailbox="support@shop.example"), NOW)
+    assert theirs and ours and ours.ticket_id != theirs.ticket_id
+    assert any("another mailbox" in r for r in ours.reasons)
+
+
+async def test_fresh_mail_about_the_open_issue_joins_by_content() -> None:
+    t = threader()
+    first = await t.thread(msg("c1", subject="Order 5521-A arrived damaged",
+                               reply="Order 5521-A arrived with a cracked screen."), NOW)
+    chaser = await t.thread(msg("c2", subject="Still waiting about my order",
+                                reply="I still have no answer about order 5521-A with the "
+                                      "cracked screen."), NOW + timedelta(days=2))
+    other = await t.thread(msg("c3", subject="Invoice address change",
+                               reply="Please change the billing address on my account to "
+                                     "12 Elm Street."), NOW + timedelta(days=2))
+    assert first and chaser and other
+    assert chaser.ticket_id == first.ticket_id and chaser.method == "content"
+    assert other.ticket_id != first.ticket_id and other.method == "new"
+
+
+async def test_solved_tickets_are_not_joined_by_content() -> None:
+    t = threader()
+    first = await t.thread(msg("s1", reply="Order 77-B arrived damaged."), NOW)
+    assert first
+    await t.store.decide(first.ticket_id,
+                         lambda _: [(TicketSolved(ticket_id=first.ticket_id), "solve")])
+    again = await t.thread(msg("s2", reply="Order 77-B arrived damaged, still."), NOW)
+    assert again and again.ticket_id != first.ticket_id
