@@ -13,30 +13,21 @@ scenarios file (``/work/shared/data/scenarios/dev.jsonl`` by default, skipped if
 
 from __future__ import annotations
 
-import os
+import argparse
+import email
+import email.policy
+import json
+import re
 import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-# Run as a script, this folder is sys.path[0]; other eval scripts here (e.g. threading.py)
-# would shadow standard-library modules, so take it off the path before importing anything.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import email  # noqa: E402
-import email.policy  # noqa: E402
-import json  # noqa: E402
-import re  # noqa: E402
-import warnings  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from services.ingest.extract import body_of, extract
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from services.ingest.extract import body_of, extract  # noqa: E402
 
 DEFAULT_DATA = ROOT / "tests" / "data" / "replies"
 DEFAULT_SCENARIOS = Path("/work/shared/data/scenarios/dev.jsonl")

@@ -262,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         ("extract", "services.ingest.extract_cli", "print the newly written text of a mail"),
         ("classify", "services.policy.classify", "dry-run policy decisions on JSON lines"),
         ("thread", "services.threading.offline", "thread an mbox offline (--mbox FILE)"),
+        ("import", "services.ingest.imports", "import an mbox file or Maildir (resumable)"),
     ):
         sub.add_parser(name, help=text, add_help=False).set_defaults(module=module)
     args, rest = parser.parse_known_args(argv)

@@ -67,7 +67,7 @@ async def nc(nats_url: str, ns: str) -> AsyncIterator[Client]:
     await apply_topology(js, ns)
     yield client
     for stream in (f"{ns.upper()}_EVENTS", f"KV_{ns}_msgindex", f"KV_{ns}_counters",
-                   f"OBJ_{ns}_raw"):
+                   f"KV_{ns}_imap", f"OBJ_{ns}_raw"):
         await js.delete_stream(stream)
     await client.close()
 
@@ -136,11 +136,12 @@ async def stack(nc: Client, pool: asyncpg.Pool, ns: str) -> AsyncIterator[Stack]
 
 def mail(message_id: str, body: str = "Hello", *, sender: str = "alice@example.com",
          subject: str = "Printer broken", in_reply_to: str | None = None,
-         extra: str = "") -> bytes:
+         references: tuple[str, ...] = (), extra: str = "") -> bytes:
     """A small RFC 5322 message."""
     head = (f"From: Alice <{sender}>\r\nTo: support@acme.example\r\nSubject: {subject}\r\n"
             f"Message-ID: <{message_id}>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n")
     if in_reply_to:
-        head += f"In-Reply-To: <{in_reply_to}>\r\nReferences: <{in_reply_to}>\r\n"
+        refs = " ".join(f"<{r}>" for r in (references or (in_reply_to,)))
+        head += f"In-Reply-To: <{in_reply_to}>\r\nReferences: {refs}\r\n"
     return (head + extra + "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body + "\r\n"
             ).encode()

@@ -212,6 +212,22 @@ class JetStreamEventStore(Decides):
         return expected
 
 
+def tenant(mailbox: str) -> str:
+    """Tenant of a mailbox: its domain (plus-addressing and case ignored)."""
+    return mailbox.rpartition("@")[2].lower()
+
+
+def link(ticket_id: str, mailbox: str) -> str:
+    """Index value naming a ticket and its tenant, checkable before the ticket exists."""
+    return f"{ticket_id}|{tenant(mailbox)}"
+
+
+def unlink(value: str) -> tuple[str, str]:
+    """(ticket id, tenant) of an index value written by `link`."""
+    ticket_id, _, owner = value.partition("|")
+    return ticket_id, owner
+
+
 class Index(Protocol):
     """Port: small shared lookups (Message-ID -> ticket, number -> ticket, …) with claims."""
 

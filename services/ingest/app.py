@@ -9,6 +9,7 @@ import structlog
 from services.common.runtime import open_bus
 from services.common.settings import Settings
 from services.common.store import JetStreamEventStore, RawStore, close
+from services.ingest.imap import poll_forever
 from services.ingest.intake import Intake
 from services.ingest.smtp import serve
 
@@ -19,11 +20,19 @@ async def run(settings: Settings) -> None:
     nc, js = await open_bus(settings, "tidydesk-ingest")
     ns = settings.namespace
     intake = Intake(JetStreamEventStore(js, ns), RawStore(js, ns))
-    server = await serve(intake, settings.smtp_host, settings.smtp_port,
-                         settings.max_message_bytes)
+    server = await serve(
+        intake, settings.smtp_host, settings.smtp_port, settings.max_message_bytes,
+        domains=settings.smtp_domains, tls_cert=settings.smtp_tls_cert,
+        tls_key=settings.smtp_tls_key, auth=settings.smtp_auth,
+        auth_insecure=settings.smtp_auth_insecure,
+    )
     log.info("smtp_listening", host=settings.smtp_host, port=settings.smtp_port)
     try:
-        await asyncio.Event().wait()
+        if settings.imap_urls:
+            await poll_forever(intake, js, ns, settings.imap_urls,
+                               poll_seconds=settings.imap_poll_seconds)
+        else:
+            await asyncio.Event().wait()
     finally:
         server.close()
         await close(nc)  # unacked work is redelivered to the next instance

@@ -21,7 +21,7 @@ plain-text rules.
 
 # The lexicons below hold characters of many scripts (fullwidth colons, Cyrillic, dashes) on
 # purpose, so ruff's ambiguous-unicode check is off for this file.
-# ruff: noqa: RUF001
+
 
 from __future__ import annotations
 

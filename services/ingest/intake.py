@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 
 from services.common.events import MessageReceived, MessageRejected
@@ -23,7 +25,8 @@ class Intake:
 
         Raises when NATS cannot take the mail, so the caller can refuse it temporarily.
         """
-        event = parse(raw, mailbox=mailbox, envelope_from=envelope_from)
+        # parsing hostile mail can take CPU seconds: keep the event loop (SMTP, IMAP) serving
+        event = await asyncio.to_thread(parse, raw, mailbox=mailbox, envelope_from=envelope_from)
         await self.raw.put(raw)  # before the event: an event never names missing bytes
         real_id = event.message_id if isinstance(event, MessageReceived) else None
         if real_id and real_id.endswith("@tidydesk.invalid"):

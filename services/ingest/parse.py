@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 import hashlib
+import itertools
 import re
+from email.headerregistry import UnstructuredHeader
 from email.message import EmailMessage
 from email.utils import getaddresses, parsedate_to_datetime
+from typing import Any
+
+import msgspec
 
 from services.common.events import Attachment, MessageReceived, MessageRejected
 from services.ingest.extract import body_of, extract, html_to_text
 
 MAX_TEXT = 200_000  # characters kept per body field; an event must stay far below 1 MiB
 MAX_IDS = 100  # nearest References kept; a parent is almost always among the last few
+MAX_HEADER = 4096  # characters of a structured header parsed: the stdlib is quadratic on some
+MAX_UNSTRUCTURED = 65536  # … and of an unstructured one (Subject, References: also quadratic)
+MAX_ADDR_HEADERS = 10  # To/Cc header fields read (RFC 5322 allows one each)
+MAX_ATTACHMENTS = 200
+MAX_EVENT_BYTES = 512 * 1024  # encoded event; NATS refuses payloads over 1 MiB by default
 _MSGID = re.compile(r"<([^<>\s]{1,500})>")
 _AUTO_SUBJECT = re.compile(
     r"^\s*(auto(matic)?[ -]?(reply|response)|out of (the )?office|abwesenheit|"
@@ -23,6 +34,34 @@ _AUTO_SUBJECT = re.compile(
     r"mail delivery (failed|subsystem))",
     re.IGNORECASE,
 )
+
+
+class _Policy(email.policy.EmailPolicy):
+    """policy.default, but parsing only the start of a huge header (the end of References).
+
+    The stdlib's header parsers are quadratic on hostile input (`From: "a"a"a…`, a 1 MB
+    Subject of encoded words): minutes of CPU for one mail, with the event loop blocked.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        if hasattr(value, "name"):  # already a parsed header object
+            return value
+        factory: Any = self.header_factory
+        kind = factory.registry.get(name.lower(), factory.default_class)
+        limit = MAX_UNSTRUCTURED if issubclass(kind, UnstructuredHeader) else MAX_HEADER
+        if len(value) > limit:  # the parent of a reply is among the last References
+            tail = name.lower() in ("references", "in-reply-to")
+            value = value[-limit:] if tail else value[:limit]
+        return _parsed(self, name, value)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(policy: email.policy.EmailPolicy, name: str, value: str) -> Any:
+    """Parsed headers are immutable; the stdlib re-parses on every get (~8x per mail)."""
+    return email.policy.EmailPolicy.header_fetch_parse(policy, name, value)
+
+
+POLICY = _Policy()
 
 
 def intake_key(message_id: str | None, raw: bytes) -> str:
@@ -76,9 +115,11 @@ def _parse(raw: bytes, digest: str, mailbox: str, envelope_from: str
            ) -> MessageReceived | MessageRejected:
     if not raw.strip():
         return MessageRejected(digest=digest, reason="empty message", mailbox=mailbox, size=0)
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    msg = email.message_from_bytes(raw, policy=POLICY)
     assert isinstance(msg, EmailMessage)
     notes: list[str] = [f"defect: {type(d).__name__}" for d in msg.defects[:10]]
+    if any(len(v) > MAX_HEADER for _, v in msg.raw_items()):
+        notes.append(f"header(s) over {MAX_HEADER} characters read in part (raw kept)")
     senders = [a for _, a in getaddresses([str(msg.get("From", ""))]) if "@" in a]
     sender_name = next((n for n, a in getaddresses([str(msg.get("From", ""))]) if n), "")
     sender = (senders[0] if senders else envelope_from).strip().lower()
@@ -89,7 +130,7 @@ def _parse(raw: bytes, digest: str, mailbox: str, envelope_from: str
     message_id = ids[0] if ids else f"{digest[:32]}@tidydesk.invalid"
     if not ids:
         notes.append("no Message-ID; synthesised from the bytes")
-    subject = " ".join(str(msg.get("Subject", "")).split())
+    subject = " ".join(str(msg.get("Subject", "")).split())[:MAX_TEXT // 100]
     date = None
     try:
         date = parsedate_to_datetime(str(msg["Date"])) if msg["Date"] else None
@@ -104,22 +145,25 @@ def _parse(raw: bytes, digest: str, mailbox: str, envelope_from: str
         notes.append(f"body truncated to {MAX_TEXT} characters (raw kept)")
     attachments = tuple(
         Attachment(
-            name=part.get_filename() or "",
-            content_type=part.get_content_type(),
+            name=(part.get_filename() or "")[:255],
+            content_type=part.get_content_type()[:255],
             size=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
         )
-        for part in msg.iter_attachments()
+        for part in itertools.islice(msg.iter_attachments(), MAX_ATTACHMENTS + 1)
         for data in [_payload(part)]
     )
-    return MessageReceived(
+    if len(attachments) > MAX_ATTACHMENTS:
+        attachments = attachments[:MAX_ATTACHMENTS]
+        notes.append(f"only the first {MAX_ATTACHMENTS} attachments listed (raw kept)")
+    event = MessageReceived(
         message_id=message_id,
         digest=digest,
         mailbox=mailbox.lower() or _first_addr(msg.get("To")),
         sender=sender,
-        sender_name=sender_name,
-        to=_addrs(msg.get_all("To", [])),
-        cc=_addrs(msg.get_all("Cc", [])),
+        sender_name=sender_name[:200],
+        to=_addrs(_values(msg, "To")),
+        cc=_addrs(_values(msg, "Cc")),
         subject=subject,
         date=date,
         in_reply_to=message_ids(msg.get("In-Reply-To")),
@@ -131,6 +175,24 @@ def _parse(raw: bytes, digest: str, mailbox: str, envelope_from: str
         size=len(raw),
         notes=tuple(notes),
     )
+    return _fit(event)
+
+
+def _fit(event: MessageReceived) -> MessageReceived:
+    """Shorten text and reply until the event encodes to at most MAX_EVENT_BYTES."""
+    text, reply, fitted = event.text, event.reply, event
+    while len(msgspec.json.encode(fitted)) > MAX_EVENT_BYTES and (text or reply):
+        text, reply = text[: len(text) // 2], reply[: len(reply) // 2]
+        fitted = msgspec.structs.replace(event, text=text, reply=reply, notes=(
+            *event.notes, f"text shortened to {len(text)} characters to fit one event"))
+    return fitted
+
+
+def _values(msg: EmailMessage, name: str) -> list[object]:
+    """The first MAX_ADDR_HEADERS values of a header (get_all parses every one)."""
+    found = (msg.policy.header_fetch_parse(k, v) for k, v in msg.raw_items()
+             if k.lower() == name.lower())
+    return list(itertools.islice(found, MAX_ADDR_HEADERS))
 
 
 def _payload(part: EmailMessage) -> bytes:

@@ -1,13 +1,16 @@
-"""SMTP listener (aiosmtpd) in front of Intake."""
+"""SMTP listener (aiosmtpd) in front of Intake: recipient policy, STARTTLS, AUTH."""
 
 from __future__ import annotations
 
 import asyncio
-from functools import partial
+import hmac
+import ssl
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from services.common.events import MessageRejected
 from services.ingest.intake import Intake
@@ -16,11 +19,77 @@ log = structlog.get_logger()
 STORE_TIMEOUT = 15.0  # seconds to get a mail into JetStream before answering 451
 
 
+def split_list(value: str) -> list[str]:
+    """A comma-separated setting as a list of non-empty, stripped items."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def parse_users(value: str) -> dict[str, str]:
+    """`user:password,user2:password2` -> {user: password}; the password may hold colons."""
+    users: dict[str, str] = {}
+    for item in split_list(value):
+        user, sep, password = item.partition(":")
+        if not sep or not user:
+            raise ValueError(f"TIDYDESK_SMTP_AUTH: expected user:password, got {user!r}")
+        users[user] = password
+    return users
+
+
+class Recipients:
+    """Which RCPT TO addresses this listener takes: domains and/or full mailboxes.
+
+    `support+anything@domain` is taken when `support@domain` is; an empty list takes all.
+    """
+
+    def __init__(self, accepted: str | list[str]) -> None:
+        items = split_list(accepted) if isinstance(accepted, str) else accepted
+        self.domains = {i.lower().lstrip("@") for i in items if "@" not in i.lstrip("@")}
+        self.mailboxes = {i.lower() for i in items if "@" in i.lstrip("@")}
+
+    def accepts(self, address: str) -> bool:
+        if not self.domains and not self.mailboxes:
+            return True
+        local, at, domain = address.lower().rpartition("@")
+        if not at or not local:
+            return False
+        base = local.split("+", 1)[0]
+        return (domain in self.domains or f"{local}@{domain}" in self.mailboxes
+                or f"{base}@{domain}" in self.mailboxes)
+
+
+class Authenticator:
+    """aiosmtpd authenticator over a fixed user table (PLAIN and LOGIN)."""
+
+    def __init__(self, users: Mapping[str, str]) -> None:
+        self.users = {u.encode(): p.encode() for u, p in users.items()}
+
+    def __call__(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                 auth_data: Any) -> AuthResult:
+        if isinstance(auth_data, LoginPassword):
+            expected = self.users.get(auth_data.login)
+            # compare even for unknown users, so timing does not tell which users exist
+            ok = hmac.compare_digest(expected or b"\0" * 32, auth_data.password)
+            if ok and expected is not None:
+                return AuthResult(success=True)
+        log.warning("smtp_auth_failed", peer=str(session.peer), mechanism=mechanism)
+        return AuthResult(success=False, handled=False)
+
+
 class IntakeHandler:
     """aiosmtpd handler: 250 only once the mail is stored and published."""
 
-    def __init__(self, intake: Intake) -> None:
+    def __init__(self, intake: Intake, recipients: Recipients | None = None) -> None:
         self.intake = intake
+        self.recipients = recipients or Recipients([])
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if not self.recipients.accepts(address):
+            log.info("smtp_recipient_refused", rcpt=address, peer=str(session.peer))
+            return f"550 5.1.1 <{address}>: mailbox not served here"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or envelope.content or b""
@@ -40,11 +109,43 @@ class IntakeHandler:
         return f"250 2.0.0 Ok: {'queued' if new else 'already had'} {event.digest[:16]}"
 
 
-async def serve(intake: Intake, host: str, port: int, max_bytes: int) -> asyncio.Server:
-    """Start listening; the server runs on the caller's event loop."""
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """Server context for STARTTLS from PEM files (raises if they cannot be loaded)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key or None)
+    return ctx
+
+
+async def serve(intake: Intake, host: str, port: int, max_bytes: int, *,
+                domains: str | list[str] = "", tls_cert: str = "", tls_key: str = "",
+                auth: str | Mapping[str, str] = "", auth_insecure: bool = False
+                ) -> asyncio.Server:
+    """Start listening; the server runs on the caller's event loop.
+
+    `domains`: accepted recipients (see `Recipients`). `tls_cert`/`tls_key`: offer STARTTLS.
+    `auth`: `user:password,…` or a mapping; when given, AUTH is required before MAIL, and
+    is only offered after STARTTLS unless `auth_insecure`. Settings map one to one:
+    TIDYDESK_SMTP_DOMAINS, _TLS_CERT, _TLS_KEY, _AUTH, _AUTH_INSECURE.
+    """
+    users = parse_users(auth) if isinstance(auth, str) else dict(auth)
+    tls = tls_context(tls_cert, tls_key) if tls_cert else None
+    if users and tls is None and not auth_insecure:
+        raise ValueError("TIDYDESK_SMTP_AUTH needs TIDYDESK_SMTP_TLS_CERT/KEY (AUTH is never "
+                         "offered in plain text) or TIDYDESK_SMTP_AUTH_INSECURE=true")
+    handler = IntakeHandler(intake, Recipients(domains))
+    options: dict[str, Any] = {
+        "data_size_limit": max_bytes, "enable_SMTPUTF8": True, "decode_data": False,
+        "ident": "tidydesk ESMTP", "hostname": host, "tls_context": tls,
+        "auth_required": bool(users), "auth_require_tls": not auth_insecure,
+        "authenticator": Authenticator(users) if users else None,
+    }
+
+    def factory() -> SMTP:
+        with warnings.catch_warnings():
+            # aiosmtpd warns on AUTH without TLS; that is exactly what auth_insecure chose
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+            return SMTP(handler, **options)
+
     loop = asyncio.get_running_loop()
-    factory: Any = partial(
-        SMTP, IntakeHandler(intake), data_size_limit=max_bytes, enable_SMTPUTF8=True,
-        decode_data=False, ident="tidydesk ESMTP", hostname=host,
-    )
     return await loop.create_server(factory, host=host, port=port)

@@ -23,6 +23,7 @@ from services.common.store import (
     KvIndex,
     close,
     digest_key,
+    link,
 )
 from services.common.ticket import Ticket
 from services.policy.base import Decision, FollowUp, view
@@ -98,7 +99,8 @@ class PolicyService:
             await self.store.decide(
                 new_ticket, lambda t: [] if t.exists else [(opened, "opened"), (moved, "moved")]
             )
-        await self.index.put(f"m:{m.message_id}", new_ticket)  # replies follow the new topic
+        # replies follow the new topic
+        await self.index.put(f"m:{m.message_id}", link(new_ticket, old.mailbox))
 
 
 async def run(settings: Settings) -> None:

@@ -15,6 +15,7 @@ from services.common.events import Event, MessageRejected, TicketClosed, TicketS
 from services.common.store import JetStreamEventStore, RawStore
 from services.common.ticket import Ticket
 from services.ingest.intake import Intake
+from services.ingest.providers import postmark_to_mime
 
 log = structlog.get_logger()
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -141,11 +142,24 @@ async def inbound_mime(request: web.Request) -> web.Response:
     raw = await request.read()
     if not raw:
         return error(400, "empty body: POST the raw RFC 5322 message bytes")
+    return await _accept(request, raw)
+
+
+async def _accept(request: web.Request, raw: bytes) -> web.Response:
     event, new = await request.app[INTAKE].accept(raw, mailbox=request.query.get("mailbox", ""))
     if isinstance(event, MessageRejected):
         return _json({"error": f"rejected: {event.reason}", "digest": event.digest}, 422)
     return _json({"message_id": event.message_id, "digest": event.digest,
                   "duplicate": not new}, 202 if new else 200)
+
+
+async def inbound_postmark(request: web.Request) -> web.Response:
+    """Postmark's inbound webhook JSON, turned into MIME so it takes the one intake path."""
+    try:
+        raw = postmark_to_mime(await request.read())
+    except ValueError as exc:
+        return error(400, str(exc))
+    return await _accept(request, raw)
 
 
 async def raw_message(request: web.Request) -> web.Response:
@@ -175,6 +189,7 @@ def build(pool: asyncpg.Pool, store: JetStreamEventStore, raw: RawStore, intake:
         web.post("/tickets/{id}/solve", solve),
         web.post("/tickets/{id}/close", close),
         web.post("/inbound/mime", inbound_mime),
+        web.post("/inbound/postmark", inbound_postmark),
         web.get("/messages/{message_id}/raw", raw_message),
     ])
     return app

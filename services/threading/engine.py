@@ -19,7 +19,7 @@ from datetime import datetime
 import msgspec
 
 from services.common.events import Event, MessageReceived, MessageThreaded, TicketOpened
-from services.common.store import EventStore, Index, digest_key
+from services.common.store import EventStore, Index, digest_key, link, tenant, unlink
 from services.common.ticket import Ticket
 from services.policy.base import view
 from services.threading import similarity
@@ -52,21 +52,16 @@ def new_ticket_id(msg: MessageReceived) -> str:
     return digest_key(msg.message_id)[:24]
 
 
-def tenant(mailbox: str) -> str:
-    """Tenant of a mailbox: its domain (plus-addressing and case ignored)."""
-    return mailbox.rpartition("@")[2].lower()
-
-
-def reply_token(secret: bytes, ticket_id: str) -> str:
-    """Unguessable per-ticket token for the plus-address Reply-To."""
-    sig = hmac.new(secret, ticket_id.encode(), hashlib.sha256).hexdigest()[:12]
-    return f"t{ticket_id}.{sig}"
+def reply_token(secret: bytes, ticket_id: str, domain: str) -> str:
+    """Unguessable per-ticket token for the plus-address Reply-To, valid for one domain."""
+    signed = f"{ticket_id}@{domain.lower()}".encode()
+    return f"t{ticket_id}.{hmac.new(secret, signed, hashlib.sha256).hexdigest()[:12]}"
 
 
 def reply_address(secret: bytes, ticket_id: str, mailbox: str) -> str:
     """support@acme.example -> support+t<ticket>.<sig>@acme.example."""
     local, _, domain = mailbox.partition("@")
-    return f"{local.split('+')[0]}+{reply_token(secret, ticket_id)}@{domain}"
+    return f"{local.split('+')[0]}+{reply_token(secret, ticket_id, domain)}@{domain}"
 
 
 def token_ticket(secret: bytes, mailbox: str) -> str | None:
@@ -75,7 +70,7 @@ def token_ticket(secret: bytes, mailbox: str) -> str | None:
     if not found or not secret:
         return None
     ticket_id = found.group(1).lower()
-    expected = reply_token(secret, ticket_id).split(".")[1]
+    expected = reply_token(secret, ticket_id, tenant(mailbox)).split(".")[1]
     return ticket_id if hmac.compare_digest(expected, found.group(2).lower()) else None
 
 
@@ -128,14 +123,12 @@ class Threader:
         if self.options.use_headers:
             known = {}
             for mid in candidates(msg):
-                ticket = await self.index.get(f"m:{mid}")
+                ticket = self._follow(await self.index.get(f"m:{mid}"), msg, v)
                 if ticket:
                     known[mid] = ticket
             v.ticket_id, v.method = locate(msg, known)
-            if v.ticket_id and not await self._same_tenant(v.ticket_id, msg, v):
-                v.ticket_id, v.method = None, "new"
             tid = None if v.ticket_id else token_ticket(self.secret, msg.mailbox)
-            if tid and await self._same_tenant(tid, msg, v):
+            if tid:  # the token is signed for the recipient's own domain
                 v.ticket_id, v.method = tid, "reply-token"
             if v.ticket_id is None:
                 await self._subject_number(msg, v)
@@ -143,22 +136,24 @@ class Threader:
             await self._content(msg, at, v)
         return v
 
-    async def _same_tenant(self, ticket_id: str, msg: MessageReceived, v: Verdict) -> bool:
-        ticket = await self.store.load(ticket_id)
-        if not ticket.exists:
-            return False
-        if msg.mailbox and ticket.mailbox and tenant(ticket.mailbox) != tenant(msg.mailbox):
+    @staticmethod
+    def _follow(value: str | None, msg: MessageReceived, v: Verdict) -> str | None:
+        """The ticket an index value names, unless it belongs to another tenant."""
+        if not value:
+            return None
+        ticket_id, owner = unlink(value)
+        if owner and msg.mailbox and owner != tenant(msg.mailbox):
             v.reasons.append(f"ignored a link to ticket {ticket_id} of another mailbox "
-                             f"({tenant(ticket.mailbox)})")
-            return False
-        return True
+                             f"({owner})")
+            return None
+        return ticket_id
 
     async def _subject_number(self, msg: MessageReceived, v: Verdict) -> None:
         found = re.search(self.options.subject_number, msg.subject)
         if not found:
             return
-        tid = await self.index.get(f"n:{int(found.group(1))}")
-        if not tid or not await self._same_tenant(tid, msg, v):
+        tid = self._follow(await self.index.get(f"n:{int(found.group(1))}"), msg, v)
+        if not tid:
             return
         ticket = await self.store.load(tid)
         if msg.sender in ticket.participants:
@@ -186,11 +181,11 @@ class Threader:
                     continue
                 idle = (at - ticket.updated_at).total_seconds() / 86400 \
                     if ticket.updated_at else None
-                same, conf, reasons = similarity.match(
+                _, conf, reasons = similarity.match(
                     view(ticket, None, at), msg.sender, msg.subject, msg.reply, idle_days=idle
                 )
                 best = v.confidence if v.method == "content" else 0.0
-                if same and conf >= threshold and conf > best:
+                if conf >= threshold and conf > best:  # per-mailbox threshold decides
                     v.ticket_id, v.method, v.confidence = tid, "content", conf
                     v.reasons = [f"same issue as #{ticket.number}", *reasons]
                 elif conf >= RELATED_FLOOR and conf > v.related_confidence:
@@ -200,14 +195,17 @@ class Threader:
 
     async def thread(self, msg: MessageReceived, at: datetime) -> MessageThreaded | None:
         """Thread one message; None when it was threaded before (never moved)."""
-        own = await self.index.get(f"m:{msg.message_id}")
-        if own and not await self._same_tenant(own, msg, Verdict()):
-            own = None  # claimed by a reply in another mailbox: not ours to follow
+        own = self._follow(await self.index.get(f"m:{msg.message_id}"), msg, Verdict())
         if own:
             if (await self.store.load(own)).has_message(msg.message_id):
                 return None
             v = Verdict(ticket_id=own, method="out-of-order",
                         reasons=["a reply to this message arrived first"])
+            other = await self.find(msg, at)
+            if other.ticket_id and other.ticket_id != own:  # a gap joined two conversations
+                v.related, v.related_confidence = other.ticket_id, other.confidence
+                v.reasons.append(f"also linked to ticket {other.ticket_id} ({other.method}): "
+                                 "merge candidate")
         else:
             v = await self.find(msg, at)
         target = v.ticket_id or new_ticket_id(msg)
@@ -215,24 +213,28 @@ class Threader:
             # Claim the unknown ancestors: a sibling or parent threaded at the same moment
             # by another instance either sees our claim or we see theirs.
             for mid in candidates(msg):
-                holder = await self.index.claim(f"m:{mid}", target)
-                if holder != target and await self._same_tenant(holder, msg, Verdict()):
+                mine = link(target, msg.mailbox)
+                holder = self._follow(await self.index.claim(f"m:{mid}", mine), msg, Verdict())
+                if holder and holder != target:
                     target, v.ticket_id, v.method = holder, holder, "references"
                     break
-        holder = await self.index.claim(f"m:{msg.message_id}", target)
-        if holder != target and await self._same_tenant(holder, msg, Verdict()):
+        mine = link(target, msg.mailbox)
+        holder = self._follow(await self.index.claim(f"m:{msg.message_id}", mine), msg, Verdict())
+        if holder and holder != target:
             target, v.ticket_id, v.method = holder, holder, "out-of-order"
         return await self._record(msg, target, v)
 
     async def _record(self, msg: MessageReceived, target: str, v: Verdict
                       ) -> MessageThreaded | None:
         opened: TicketOpened | None = None
-        if v.ticket_id is None and not (await self.store.load(target)).exists:
+        # Open whenever the target is not there yet: also a ticket claimed by an instance
+        # that died before writing it.
+        if not (await self.store.load(target)).exists:
             number = await self.index.next_number(target)
             opened = TicketOpened(ticket_id=target, number=number, subject=msg.subject,
                                   requester=msg.sender, mailbox=msg.mailbox,
                                   message_id=msg.message_id)
-            await self.index.put(f"n:{number}", target)
+            await self.index.put(f"n:{number}", link(target, msg.mailbox))
             await self._remember_open(msg.sender, target)
         threaded = MessageThreaded(
             ticket_id=target, message_id=msg.message_id, method=v.method,

@@ -119,3 +119,16 @@ async def test_smtp_answers_451_when_nats_is_down(tmp_path: Path, ns: str) -> No
     finally:
         server.close()
         await close(nc)
+
+
+async def test_postmark_inbound_json(stack: Stack, api: str) -> None:
+    payload = {"FromFull": {"Email": "pm@example.com", "Name": "P M"}, "To": "support@acme.example",
+               "Subject": "Via Postmark", "MessageID": "pm-1", "TextBody": "Hello from Postmark",
+               "Headers": [{"Name": "Message-ID", "Value": "<pm-1@example.com>"}]}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{api}/inbound/postmark", json=payload) as r:
+            assert r.status == 202 and (await r.json())["message_id"] == "pm-1@example.com"
+        async with http.post(f"{api}/inbound/postmark", data=b"{oops") as r:
+            assert r.status == 400 and "error" in await r.json()
+    (row,) = await eventually(stack.tickets)
+    assert row["subject"] == "Via Postmark" and row["requester"] == "pm@example.com"

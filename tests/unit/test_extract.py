@@ -6,7 +6,7 @@ licences, see SOURCE.md in each suite); the comparison rules are whitespace-norm
 """
 
 # Multilingual fixtures (fullwidth punctuation, Cyrillic) are intended here.
-# ruff: noqa: RUF001
+
 
 from __future__ import annotations
 

@@ -80,6 +80,7 @@ async def test_reply_token_address_is_verified() -> None:
     first = await t.thread(msg("r1"), NOW)
     assert first
     address = reply_address(SECRET, first.ticket_id, "support@shop.example")
+    assert token_ticket(SECRET, address.replace("shop.example", "other.example")) is None
     assert token_ticket(SECRET, address) == first.ticket_id
     forged = address[:-len("@shop.example") - 1] + "0@shop.example"
     assert token_ticket(SECRET, forged) is None
@@ -119,3 +120,13 @@ async def test_solved_tickets_are_not_joined_by_content() -> None:
                          lambda _: [(TicketSolved(ticket_id=first.ticket_id), "solve")])
     again = await t.thread(msg("s2", reply="Order 77-B arrived damaged, still."), NOW)
     assert again and again.ticket_id != first.ticket_id
+
+
+async def test_out_of_order_with_a_gap_names_the_other_ticket_for_merging() -> None:
+    t = threader()
+    late = await t.thread(msg("g2", refs=("g1",)), NOW)  # does not name the root g0
+    root = await t.thread(msg("g0", sender="lee@example.com", reply="Totally unrelated"), NOW)
+    middle = await t.thread(msg("g1", refs=("g0",)), NOW)
+    assert late and root and middle
+    assert middle.ticket_id == late.ticket_id and middle.related == root.ticket_id
+    assert any("merge candidate" in r for r in middle.reasons)

@@ -1,0 +1,904 @@
+"""Same issue or a new one? Content matching of a fresh inbound mail against an open ticket.
+
+Pure and deterministic: no I/O, no model, standard library only. Used when a customer writes a
+fresh email (no In-Reply-To/References, new subject) while a ticket of theirs is open.
+
+The score is a sum of log-odds evidence, squashed to a confidence in [0, 1]:
+
+* content similarity: content tokens (NFKC, lowercased; words with light stemming for
+  space-separated scripts, Hangul words stripped of particles/endings then character bigrams,
+  Han bigrams, Katakana words; stopwords, greeting/thanks vocabulary, the people's names and the
+  words of the agent's greeting/signature dropped) of the inbound against the ticket subject,
+  the customer's messages and (weighted down) the agent's; a blend of the weighted set cosine
+  and the best-matching inbound sentence. Short mails lean on a mild prior instead;
+* identifiers (order, booking, tracking numbers, codes) and amounts: the same id is strong
+  evidence for the same issue, a different id of the same shape for a new one;
+* an open request of the agent (photos, a serial number, the e-mail address...) that the mail
+  takes up, by its words or by supplying a value of the asked kind;
+* references to the earlier contact ("as requested", "any update", "요청하신", "再送", "之前")
+  push toward the same issue; persistence/escalation words ("still", "계속", "まだ") too, but
+  only as far as the content overlaps; "another / separate question" ("별도", "別件", "另外",
+  "autre", "andere") toward a new one;
+* time since the ticket's last activity (``idle_days``) lowers the confidence slowly.
+
+A wrong "thread" glues two issues together and is costlier than a wrong "new", so the threshold
+sits above the neutral 0.5.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from services.policy.base import TicketView
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "Evidence",
+    "Identifier",
+    "content_tokens",
+    "identifiers",
+    "match",
+    "normalize",
+    "score",
+]
+
+DEFAULT_THRESHOLD = 0.55
+AGENT_WEIGHT = 0.7  # a token known only from the agent's messages counts this much
+BIAS = 0.2  # log-odds at the content similarity SIM_MID, without any other evidence
+SIM_SLOPE = 8.0
+SIM_MID = 0.4
+MAX_CHARS = 20_000  # longer texts are cut: the first 20k characters say what a mail is about
+MAX_MESSAGES = 30  # only the ticket's most recent messages are compared
+FULL_MASS = 4.0  # inbound content weight from which the overlap counts in full
+SHORT_PRIOR = -0.8  # log-odds for a mail too short to compare, before markers
+
+# --------------------------------------------------------------------------------------------
+# Normalisation and script classes
+
+
+def normalize(text: str) -> str:
+    """NFKC, lowercased, typographic quotes and dashes unified."""
+    t = unicodedata.normalize("NFKC", text).lower()
+    return t.translate(_PUNCT)
+
+
+_PUNCT = str.maketrans({
+    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-",
+    "\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u301c": "~",
+})
+
+
+def _fold(word: str) -> str:
+    """Strip diacritics (é -> e, ü -> u, ß -> ss) for matching Latin words."""
+    d = unicodedata.normalize("NFKD", word.replace("ß", "ss"))
+    return "".join(c for c in d if not unicodedata.combining(c))
+
+
+def _is_hangul(c: str) -> bool:
+    o = ord(c)
+    return 0xAC00 <= o <= 0xD7A3 or 0x1100 <= o <= 0x11FF or 0x3130 <= o <= 0x318F
+
+
+def _is_han(c: str) -> bool:
+    o = ord(c)
+    return (0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF or 0xF900 <= o <= 0xFAFF
+            or 0x20000 <= o <= 0x2FFFF or c == "々")
+
+
+def _is_hiragana(c: str) -> bool:
+    return 0x3041 <= ord(c) <= 0x309F
+
+
+def _is_katakana(c: str) -> bool:
+    o = ord(c)
+    return 0x30A0 <= o <= 0x30FF or 0x31F0 <= o <= 0x31FF
+
+
+def _script(c: str) -> str:
+    if _is_hangul(c):
+        return "hangul"
+    if _is_han(c):
+        return "han"
+    if _is_katakana(c):
+        return "kata"
+    if _is_hiragana(c):
+        return "hira"
+    if c.isalnum():
+        return "word"
+    return ""
+
+
+# --------------------------------------------------------------------------------------------
+# Vocabulary: stopwords, greetings, signature lines, generic support words, markers
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_STOP_LATIN = _words("""
+a about above after again against all also am an and any are aren as at be because been before
+being below between both but by can cannot could couldn did didn do does doesn doing don down
+during each few for from further get got had hadn has hasn have haven having he her here hers
+herself him himself his how i if in into is isn it its itself just let me more most my myself
+no nor not now of off on once only or other our ours ourselves out over own same she should
+so some such than that the their theirs them themselves then there these they this those
+through to too under until up very was wasn we were weren what when where which while who whom
+why will with won would wouldn you your yours yourself yourselves ll re ve d s t m
+hi hello hey dear thanks thank thx cheers regards best kind kindly sincerely yours please pls
+appreciate appreciated greetings good morning afternoon evening team support customer
+service sent iphone android mobile ok okay yes one two get could would like want need know
+let just really also much many well way make see look sure tell ask asked
+der die das den dem des ein eine einer eines einem einen und oder aber ich du er sie es wir ihr
+mein meine meinen meinem meiner dein sein seine unser unsere euer ist sind war waren bin bist
+hat habe haben hatte hatten wird werden wurde wurden kann können konnte könnte muss müssen soll
+sollte mit von zu zum zur auf aus bei für über unter nach vor in im an am als wie wenn dass da
+nicht kein keine noch schon auch nur sehr so ja nein doch mal bitte danke vielen dank hallo
+liebe lieber sehr geehrte geehrter damen herren grüße grüßen gruß freundlichen beste viele
+mfg lg vg guten tag morgen abend ihnen ihr ihre ihren ihrem ihrer sich man was wer wo
+le la les un une des du de d l et ou mais je tu il elle nous vous ils elles mon ma mes ton ta
+tes son sa ses notre nos votre vos leur leurs ce cet cette ces qui que quoi dont est sont suis
+es ai as a avons avez ont été être avoir fait faire pour par sur dans avec sans sous chez pas
+ne n plus tres très bien merci bonjour bonsoir madame monsieur cordialement salutations
+bonne journée s'il plait vous-même qu c j m y en au aux
+el la los las un una unos unas y o pero yo tu tú él ella nosotros vosotros ellos ellas mi mis
+su sus nuestro nuestra es son soy está están estoy fue ser estar hay he ha han tengo tiene
+para por con sin sobre en de del al que qué como cómo cuando cuándo muy más gracias hola
+saludos buenos buenas días tardes estimado estimada atentamente favor lo le les se me te nos
+""")
+
+# Generic support vocabulary: present in most tickets, weak evidence of a specific issue.
+_GENERIC_LATIN = _words("""
+order orders ordered account app issue issues problem problems question questions help request
+email mail message contact update info information day days week weeks time today yesterday
+come came coming go going went gone show shows showing shown work works working worked use used
+using try tried trying check checked say said says new old first last next back still again
+number thing things something anything nothing everything possible able via
+month months year years hour hours minute minutes morning night end start started
+call called give given take taken put find found keep kept seem seems wrong right fine
+ago since already soon yet even though however instead maybe perhaps probably
+site website online page link click button screen company product item items
+pay paid payment price cost receive received send sending shipped status
+bestellung konto problem frage anfrage nachricht woche tag heute gestern
+commande compte problème question demande message semaine jour aujourd hier
+pedido cuenta problema pregunta solicitud mensaje semana día hoy ayer
+""")
+
+# Korean particles and verb endings, stripped from the end of each space-separated word.
+_KO_SUFFIXES = sorted(set(_words("""
+은 는 이 가 을 를 에 의 도 만 와 과 로 으로 에서 에게 께 께서 한테 부터 까지 랑 이랑 하고 처럼
+보다 이나 나 요 이요 고 며 면 서 지 죠 네 데 게 께요 이고 이며 인데 은데 는데 던데 한데 했는데
+입니다 습니다 합니다 됩니다 니다 해요 어요 아요 예요 이에요 에요 세요 하세요 해주세요 주세요
+드립니다 드려요 드려 했어요 했습니다 됐어요 돼요 되요 되어 하는데 하려는데 려는데 려고 하려고
+했고 하고요 해서 하여 하니 인가요 나요 까요 을까요 ㄹ까요 가요 다 어 아 여 해 했 된 될 한 할
+하는 되는 되고 있어요 있습니다 없어요 없습니다 있는데 없는데 있고 없고 있어서 없어서
+""")), key=len, reverse=True)
+
+_KO_SUFFIX_SET = frozenset(_KO_SUFFIXES)
+_KO_SUFFIX_MAX = max(map(len, _KO_SUFFIXES))
+
+_KO_STOP_BIGRAMS = _words("""
+있었 었어 었습 였습 였어 그러 러나 하지 지만 이런 저런 어떻 떻게 어떤 이것 그것 저것 여기 거기
+때문 문에 하면 해서 해도 해야 하게 하기 하여 되어 되면 되서 돼서 같아 같습 싶어 싶습 싶은 주시
+주셔 드릴 릴게 할게 게요 는지 은지 인지 어서 아서 면서 으면 니까 으니 나요 까요 는데 은데 안에
+앞에 위에 때는 때도 에는 에도 께서 한테 부터 까지 처럼 보다 입니 이에 예요 이고 이며 인데 하셨
+셨는 셨습 시는 시고 해요 어요 아요 이요 세요 하시 이라 라고 다고 라는 다는 이는 것이 것도 거예
+건가 건지 었는 됐는 됐어 했어 했던 하던 그렇 렇게 이렇 저렇 많이 조금 우리 제발 아무
+있나 없나 되나 하나 답변 답장 어떻 떻게 되고 있는 없는
+안녕 녕하 하세 세요 감사 사합 합니 니다 습니 드립 립니 드려 부탁 탁드 고객 객님 문의 의드
+있어 있습 없어 없습 그리 리고 그런 런데 그래 래서 혹시 정말 너무 그냥 지금 오늘 어제 이번 저희
+제가 저는 해주 주세 하는 되는 하고 했는 했습 됩니 되었 됐습 합니 확인 인부 번호 관련 이메
+메일 보냈 냈습 iphone 에서 으로 하려 려고 보내 내드 드리 리겠 겠습 말씀 씀드 알려 려주
+""")
+
+_ZH_STOP_BIGRAMS = _words("""
+您好 你好 谢谢 感谢 请问 我们 你们 他们 已经 可以 一下 这个 那个 什么 时候 因为 所以 但是 如果
+现在 今天 昨天 麻烦 帮忙 一个 这样 怎么 还是 就是 不是 没有 我的 你的 客服 中心 祝您 愉快
+联系 您的 问题 一直 还有 能否 是否 需要 希望 尽快 处理 回复 邮件 信息 情况 关于 提供
+""")
+
+# Chinese/Japanese function characters: a bigram holding one is grammar, not content.
+_HAN_FUNCTION = frozenset(
+    "的了吗呢吧啊么我你您他她它们这那是在就也都和把被给很太还"
+    "件願方様等及其之于而或没有"
+)
+
+_JA_STOP_BIGRAMS = _words("""
+宜敷 連絡 問合 合せ 確認 対応 願い 申し 上げ 失礼 先日 今日 昨日 本日 場合 様子 以上 今回
+何卒 次第 予定 頂戴 担当 窓口 客様 お客 様子 送信 返信 件名 承知 了解 感謝 恐縮 存じ 拝見
+""")
+
+# Marker phrases, as regular expressions over the normalised text (NFKC, lowercase). Latin
+# phrases are matched at a word start. Tiers:
+#   ref  - the mail refers to the earlier contact: a chaser, a resend, "as requested";
+#   weak - persistence or escalation ("still", "again", "complaint"): only counts together with
+#          some content overlap, because a new problem is described with the same words;
+#   new  - an explicitly different matter ("another / separate question", "別件", "另外");
+#   wnew - a weaker hint of a new matter ("also", "by the way", "newly bought").
+_MARKERS: dict[str, dict[str, list[str]]] = {
+    "ref": {
+        "en": [r"as (you )?requested", r"you (asked|requested) (for|me)", r"as promised",
+               r"as discussed", r"i (e-?mailed|wrote|contacted|reported|mentioned|called)",
+               r"(e-?mailed|wrote to|contacted) you",
+               r"my (previous|earlier|last|first) (e-?mail|message|mail|request)",
+               r"(previous|earlier) (e-?mail|message|request)", r"ha(ve|s)n'?t heard",
+               r"ha(ve|s) not heard", r"not heard back", r"no (response|reply|answer|word)",
+               r"(nobody|no one|no-one) (has|have|had)? ?(replied|responded|answered|got back)",
+               r"any (update|news|progress)", r"follow(ing)?[- ]up on", r"chasing", r"reminder",
+               r"re-?send(ing)?",
+               r"(second|third|fourth|\d+(st|nd|rd|th)) (e-?mail|time|message|request)",
+               r"still waiting", r"still (no|not|hasn'?t|haven'?t|isn'?t|doesn'?t|won'?t|can'?t)\b",
+               r"the (issue|problem) i (reported|raised|mentioned)", r"update on (my|the)"],
+        "de": [r"immer noch", r"noch immer", r"nach wie vor",
+               r"wie (gewünscht|besprochen|angefordert|erbeten)", r"angeforderte",
+               r"(bereits|schon) (geschrieben|gemeldet|kontaktiert|angefragt)",
+               r"hatte (ich )?(ihnen )?(bereits |schon |letzte woche )?geschrieben",
+               r"keine (antwort|rückmeldung|reaktion)", r"erinnerung", r"nachfrage", r"sachstand",
+               r"stand der dinge", r"erneut", r"nochmal(s)?",
+               r"meine (letzte|vorherige) (mail|nachricht|anfrage)"],
+        "fr": [r"toujours (pas|en attente|aucune|rien|sans)", r"relance",
+               r"sans (réponse|nouvelles)", r"pas de (réponse|nouvelles)",
+               r"aucune (réponse|nouvelle)", r"comme (demandé|convenu|promis)",
+               r"que vous (m'avez|avez) demandé", r"(déjà|deja) (écrit|contacté|signalé)",
+               r"suite à (mon|ma|notre|votre)", r"mon (précédent|dernier) (mail|message|e-mail)"],
+        "es": [r"sigo (esperando|sin)", r"todavía no", r"aún no", r"sin respuesta",
+               r"ninguna respuesta", r"como (me )?(pidieron|solicitaron|acordamos)",
+               r"que me (pidieron|solicitaron)", r"(ya )?(escribí|les escribí|contacté|reclamé)",
+               r"mi (correo|mensaje) anterior", r"seguimiento", r"otra vez por"],
+        "ko": [r"요청하신", r"말씀하신", r"안내해 ?주신", r"안내하신", r"문의\s?드렸", r"문의했",
+               r"문의한 ?건", r"말씀\s?드린", r"말씀\s?드렸", r"지난번", r"저번에", r"재문의",
+               r"재요청", r"독촉", r"(진행|처리)\s?(상황|현황|결과)",
+               r"(답변|답장|연락|회신|답|소식)[이가]? ?(아직 ?)?없",
+               r"(답변|답장|연락|회신)[을를]? ?(못|아직)", r"앞서", r"이전에 (문의|요청|말씀)",
+               r"다시 (문의|연락|메일|여쭤)", r"보내\s?드린", r"보내\s?주신"],
+        "ja": [r"再送", r"催促", r"進捗", r"先日", r"前回",
+               r"以前(お問い合わせ|問い合わせ|ご連絡|連絡|相談)",
+               r"(返信|回答|連絡|返事|ご連絡|ご返信|ご回答)[^。\n]{0,10}(ない|ありません|"
+               r"いません|ございません|来ません)",
+               r"ご依頼(の|いただいた)", r"お求めの", r"ご指示", r"ご相談した", r"問い合わせた",
+               r"お問い合わせ(した|しました|の件)", r"お送りした", r"ご案内いただいた",
+               r"ご連絡いただいた", r"お願いした", r"申し上げた", r"いつになったら", r"その後"],
+        "zh": [r"之前", r"上次", r"前几天", r"前天", r"上周", r"(您|你|你们)要的", r"说的那个",
+               r"提到的", r"补充", r"(没有|没人|还没|未)(回复|答复|回应|联系)", r"进度", r"进展",
+               r"催", r"再次", r"已经(问|反映|联系|提交)过", r"问过"],
+    },
+    "weak": {
+        "en": [r"still\b", r"again\b", r"once more", r"same (problem|issue|thing)", r"escalat",
+               r"complaint", r"dispute", r"formally", r"chargeback", r"my bank", r"unacceptable",
+               r"(days|weeks) ago", r"last week", r"attached", r"attaching", r"here (is|are)\b",
+               r"(photos?|pictures?|screenshots?) (of|you)", r"continues",
+               r"when (will|can|do|does|is|are|should)", r"how long", r"manager", r"supervisor",
+               r"ridiculous", r"lawyer", r"it'?s been",
+               r"(has|have) been (\d+|a|an|two|three|several|over a) (days?|weeks?|months?)",
+               r"over a (week|month)"],
+        "de": [r"weiterhin", r"wieder\b", r"besteht (weiterhin|immer)", r"beschwerde",
+               r"letzte woche", r"vor (einigen|ein paar|\d+) (tagen|wochen)", r"wann",
+               r"seit (über )?(einer|zwei|drei|\d+) (tag|woche)", r"im anhang", r"anbei",
+               r"gleiche(n)? (problem|fehler)"],
+        "fr": [r"toujours", r"encore", r"à nouveau", r"de nouveau", r"réclamation",
+               r"la semaine dernière", r"ci-joint", r"en pièce jointe", r"même problème", r"quand"],
+        "es": [r"todavía", r"aún", r"sigue", r"de nuevo", r"otra vez", r"nuevamente",
+               r"reclamación", r"queja", r"la semana pasada", r"adjunto", r"mismo problema",
+               r"cuándo"],
+        "ko": [r"아직", r"여전히", r"계속", r"다시", r"또\b", r"이번에도", r"똑같이",
+               r"같은 (문제|증상|오류|현상)", r"동일한", r"벌써", r"\d+\s?(일|주)\s?째",
+               r"(일|주|달)\s?(전|전에)\b", r"첨부", r"보내\s?드립", r"해결(이|되지|이 안| 안)",
+               r"언제", r"(지났|넘었)(는데|어요|습니다)", r"해지", r"소비자(원|보호)", r"신고"],
+        "ja": [r"まだ", r"未だ", r"依然", r"引き続き", r"再度", r"改めて", r"相変わらず", r"同じ",
+               r"また\b", r"添付", r"お送りします", r"の件", r"いつ", r"(経|た)っても",
+               r"(経ち|過ぎ)ました", r"クレーム", r"消費者センター"],
+        "zh": [r"还没", r"还是没", r"仍然", r"依然", r"一直", r"又", r"照片", r"截图", r"附上",
+               r"同样的问题", r"到底", r"投诉", r"12315", r"什么时候", r"何时", r"(已经|都)过了",
+               r"过去了"],
+    },
+    "new": {
+        "en": [r"another (?!(day|week|month|e-?mail|mail|message|reminder|time|photo|picture|"
+               r"screenshot|attempt|try|hour|call)s?\b)",
+               r"separate(ly)?\b", r"unrelated",
+               r"(different|new|other|second) (question|issue|matter|order|parcel|package|"
+               r"booking|request|account|topic|problem)",
+               r"not related", r"something else", r"on a different note"],
+        "de": [r"(eine |einer |meiner )?andere(n|r|s)? (frage|bestellung|sache|anliegen|problem|"
+               r"lieferung|paket)",
+               r"separat", r"gesondert", r"(neue|weitere|noch eine) (frage|bestellung)",
+               r"unabhängig davon", r"zweite bestellung", r"nichts (damit )?zu tun"],
+        "fr": [r"(une )?autre (question|commande|demande|sujet|problème|colis)", r"séparément",
+               r"nouvelle (question|commande|demande)", r"sans rapport", r"rien à voir"],
+        "es": [r"(otra|otro) (pregunta|pedido|consulta|tema|problema|paquete|reserva)", r"aparte",
+               r"por separado", r"nueva (pregunta|consulta)", r"nuevo pedido", r"no relacionad",
+               r"nada que ver"],
+        "ko": [r"다른 (문의|건|주문|질문|상품|제품|택배|송장|예약|계정|문제)", r"별도", r"별개",
+               r"새로 (주문|구매|산|나온|출시)", r"새 (주문|상품|제품)", r"이번에 새로",
+               r"이번에 (주문|구매)한", r"추가로 (문의|질문|여쭤)", r"추가 (문의|질문)", r"하나 더",
+               r"따로", r"관련 ?없", r"또 다른", r"다름이 아니라"],
+        "ja": [r"別件", r"別の", r"他の(件|注文|質問|商品)", r"ほかの(件|注文|質問|商品)",
+               r"もう(一つ|ひとつ|1つ)", r"新しく(注文|購入|買)", r"新たに(注文|購入)", r"別途",
+               r"関係(ない|ありません|なく)", r"違う(注文|件|商品)", r"別注文"],
+        "zh": [r"另外", r"另一", r"其他(问题|订单|事情)", r"其它(问题|订单)", r"别的",
+               r"新的(问题|订单)", r"新订单", r"无关", r"还有一个", r"另一件", r"另一笔",
+               r"顺便问"],
+    },
+    "wnew": {
+        "en": [r"also (wanted|want|would like) to", r"by the way", r"one more thing",
+               r"quick question", r"new (order|parcel|package|purchase)"],
+        "de": [r"außerdem", r"übrigens", r"kurze frage", r"neu(e|en)? (bestellt|gekauft)"],
+        "fr": [r"par ailleurs", r"au passage", r"petite question", r"j'ai (commandé|acheté)"],
+        "es": [r"por cierto", r"también quería", r"una pregunta", r"he (comprado|pedido)"],
+        "ko": [r"궁금", r"이번에(?!도)", r"새로(?! ?(보내|받은|발송|교체|교환|설치))"],
+        "ja": [r"ところで", r"ちなみに", r"質問", r"新しく", r"新たに"],
+        "zh": [r"顺便"],
+    },
+}
+
+_MARKER_RES: dict[str, list[tuple[str, re.Pattern[str]]]] = {
+    tier: [
+        (pat, re.compile(("(?<![a-zà-ÿ])" if re.match(r"[a-z(]", pat) else "") + pat))
+        for pats in langs.values() for pat in pats
+    ]
+    for tier, langs in _MARKERS.items()
+}
+# Longest alternatives first, so that "still waiting" goes before "still".
+_ANY_MARKER_RE = re.compile("|".join(
+    f"(?:{rx.pattern})" for rx in sorted(
+        (rx for tier in _MARKER_RES.values() for _p, rx in tier),
+        key=lambda rx: -len(rx.pattern))
+))
+
+# The agent asks the customer for something (photos, a serial number, the app version...).
+_REQUEST_RE = re.compile(
+    r"(please|could you|can you|would you|kindly|send us|let us know|we (will |'ll )?need|"
+    r"bitte|könnten sie|können sie|senden sie|schicken sie|teilen sie|benötigen|"
+    r"pourriez|pouvez-vous|veuillez|merci de (nous|me)|envoyez|"
+    r"podría|puede|envíe|envíenos|indíque|necesitamos|facilít|"
+    r"알려\s?주|보내\s?주|주시면|주시기|주세요|부탁드립니다|회신|첨부해|"
+    r"教えて|お知らせ|お送り|ご送付|ご連絡|ご提供|いただけ|ください|"
+    r"请|提供|发送|告知|告诉|麻烦|上传|发给)"
+)
+
+_EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+_MONTH_RE = re.compile(
+    r"(?<![a-zà-ÿ])(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|januar|februar|märz|mai|juni|"
+    r"juli|oktober|dezember|janvier|février|mars|avril|juin|juillet|août|septembre|octobre|"
+    r"novembre|décembre|enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|octubre|"
+    r"noviembre|diciembre)[a-zé]*\.? ?\d{1,2}(?!\d)|(?<!\d)\d{1,2}\.? (jan|feb|mar|apr|may|jun|jul|"
+    r"aug|sep|oct|nov|dec|januar|februar|märz|mai|juni|juli|oktober|dezember|janvier|février|mars|"
+    r"avril|juin|juillet|août|septembre|octobre|novembre|décembre|de enero|de febrero|de marzo|"
+    r"de abril|de mayo|de junio|de julio|de agosto|de septiembre|de octubre|de noviembre|"
+    r"de diciembre)"
+)
+_ATTACH_RE = re.compile(r"attach|첨부|添付|附上|附件|anbei|anhang|ci-joint|pièce jointe|adjunt")
+# What an agent asks for, and how to see that a mail supplies it. The lexical overlap already
+# catches answers that reuse the request's words; these catch answers that only give the value.
+_ASKED_TYPES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("email address", re.compile(r"e-?mail|メール|이메일|메일 ?주소|邮箱|邮件地址|correo|adresse")),
+    ("number", re.compile(r"number|serial|order|booking|tracking|reference|code|번호|코드|番号|"
+                          r"コード|编号|单号|号码|账号|nummer|numéro|número|código|referenz")),
+    ("photo", re.compile(r"photo|picture|image|screenshot|video|사진|캡처|영상|写真|画像|"
+                         r"スクリーンショット|動画|照片|图片|截图|视频|foto|bild|captura|imagen")),
+    ("date", re.compile(r"when|date|what time|언제|날짜|일시|いつ|日時|日付|什么时候|日期|时间|"
+                        r"wann|datum|quand|cuándo|fecha")),
+)
+
+
+def _supplies(kind: str, text: str, new_ids: Sequence[str]) -> bool:
+    t = normalize(text)
+    if kind == "email address":
+        return bool(_EMAIL_RE.search(t))
+    if kind == "number":
+        return bool(new_ids)
+    if kind == "photo":
+        return bool(_ATTACH_RE.search(t)) or bool(_ASKED_TYPES[2][1].search(t))
+    if kind == "date":
+        return bool(_MONTH_RE.search(t)) or any(rx.search(t) for rx in _DATE_RES)
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# Cleaning: greeting / closing / signature lines
+
+
+_DEVICE_RE = re.compile(
+    r"^(sent from my|get outlook|envoyé de mon|envoyé à partir|von meinem|gesendet von|"
+    r"enviado desde|iphoneから送信|iphone에서 보냈|갤럭시에서|samsung galaxy|"
+    r"发自我的|从我的|android에서|this email was sent|이 메일은)"
+)
+_CLOSING_RE = re.compile(
+    r"^(thanks|thank you|many thanks|best|best regards|kind regards|regards|cheers|sincerely|"
+    r"viele grüße|mit freundlichen grüßen|beste grüße|liebe grüße|grüße|lg|mfg|vg|"
+    r"cordialement|bien à vous|merci|salutations|saludos|atentamente|un saludo|gracias|"
+    r"감사합니다|고맙습니다|수고하세요|よろしくお願い|宜しくお願い|以上|谢谢|祝好|此致)"
+)
+
+
+def _content_lines(text: str, *, agent: bool) -> list[str]:
+    """Lines of newly written text, without device lines, closing and (for agents) the
+    greeting/intro paragraph and the closing/signature paragraph."""
+    lines = [ln.strip() for ln in text.replace("\r\n", "\n").split("\n")]
+    out: list[str] = []
+    for ln in lines:
+        low = normalize(ln)
+        if _DEVICE_RE.match(low) or low.startswith(("--", "__")):
+            break
+        out.append(ln)
+    if agent:
+        paras: list[list[str]] = [[]]
+        for ln in out:
+            if ln:
+                paras[-1].append(ln)
+            elif paras[-1]:
+                paras.append([])
+        paras = [p for p in paras if p]
+        if len(paras) >= 3:
+            paras = paras[1:-1]
+            # a short courtesy paragraph ("Thanks for contacting X.") is not the body either
+            if len(paras) >= 2 and len(" ".join(paras[0])) < 60:
+                paras = paras[1:]
+        elif len(paras) == 2:
+            paras = [max(paras, key=lambda p: len(" ".join(p)))]
+        out = [ln for p in paras for ln in p]
+    # drop a trailing closing / name block (short lines after the last long line)
+    while out and (not out[-1] or (len(out[-1]) <= 30 and _CLOSING_RE.match(normalize(out[-1])))):
+        out.pop()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Identifiers and amounts
+
+
+@dataclass(frozen=True)
+class Identifier:
+    """An order/booking/tracking number or code, normalised, with its shape ("kind")."""
+
+    text: str  # as written (NFKC)
+    key: str  # uppercase, separators removed
+    kind: str  # letter prefix + digit count bucket, e.g. "PG#8", "#12"
+
+
+_CURRENCY_BEFORE = r"(?:[$€£¥₩]|usd|eur|gbp|chf|rmb|cny|krw|jpy|us\$)"
+_CURRENCY_AFTER = r"(?:원|円|元|块|엔|유로|달러|€|eur|euro|euros|usd|dollars?|chf|yen|krw|rmb)"
+_AMOUNT_RE = re.compile(
+    rf"{_CURRENCY_BEFORE}\s?(\d[\d,.' ]*\d|\d)|(\d[\d,.' ]*\d|\d)\s?{_CURRENCY_AFTER}(?![a-z])"
+)
+_DATE_RES = (
+    re.compile(r"\b\d{4}[-./]\d{1,2}[-./]\d{1,2}\b"),
+    re.compile(r"\b\d{1,2}[-./]\d{1,2}[-./]\d{2,4}\b"),
+    re.compile(r"\b\d{1,2}:\d{2}(?::\d{2})?\b"),
+    re.compile(r"\d{4}\s?년\s?\d{1,2}\s?월(\s?\d{1,2}\s?일)?|\d{1,2}\s?월\s?\d{1,2}\s?일"),
+    re.compile(r"\d{4}\s?年\s?\d{1,2}\s?月(\s?\d{1,2}\s?日)?|\d{1,2}\s?月\s?\d{1,2}\s?[日号]"),
+)
+_ID_RE = re.compile(r"(?<![\w@.])#?([a-z0-9][a-z0-9]*(?:[-_/][a-z0-9]+)*)(?![\w@])")
+
+
+def _amount_key(raw: str) -> str:
+    digits = re.sub(r"[^\d.,]", "", raw)
+    # "48,000" / "48.000" / "1,234.50": drop thousands separators, keep cents only if not 00
+    m = re.fullmatch(r"(\d{1,3}(?:[.,' ]\d{3})*|\d+)(?:[.,](\d{1,2}))?", digits)
+    if not m:
+        return digits
+    whole = re.sub(r"\D", "", m.group(1))
+    cents = m.group(2) or ""
+    return whole if cents.strip("0") == "" else f"{whole}.{cents}"
+
+
+def amounts(text: str) -> set[str]:
+    """Money amounts, as normalised numbers ("48000", "180", "12.50")."""
+    t = normalize(text)
+    return {_amount_key(m.group(1) or m.group(2)) for m in _AMOUNT_RE.finditer(t)}
+
+
+def _strip_dates_amounts(t: str) -> str:
+    t = _AMOUNT_RE.sub(" ", t)
+    for rx in _DATE_RES:
+        t = rx.sub(" ", t)
+    return t
+
+
+def _id_matches(t: str) -> list[tuple[int, int, Identifier]]:
+    """Identifier spans in text already normalised and stripped of dates and amounts."""
+    # CJK characters are word characters for \w; make them boundaries (same length).
+    masked = "".join(c if (c.isascii() or not c.isalnum()) else " " for c in t)
+    out: list[tuple[int, int, Identifier]] = []
+    for m in _ID_RE.finditer(masked):
+        raw = m.group(1)
+        key = re.sub(r"[-_/]", "", raw).upper()
+        digits = sum(c.isdigit() for c in key)
+        letters = sum(c.isalpha() for c in key)
+        if digits == 0:
+            continue
+        if letters == 0:
+            if digits < 5:
+                continue  # quantities, years, short numbers
+        elif digits + letters < 4 or letters > 12:
+            continue  # "s24", "14a", "mp3": models and seats are not ids; long words are words
+        elif re.fullmatch(r"\d+(st|nd|rd|th|am|pm|h|min|kg|g|cm|mm|m|km|gb|mb|tb|ml|l|x|pcs"
+                          r"|er|e|eme|ème|ko|mo|go)", raw):
+            continue
+        prefix = re.match(r"[A-Z]*", key)
+        pre = prefix.group(0) if prefix else ""
+        if re.fullmatch(r"[A-Z]*[0-9]+", key):
+            kind = f"{pre}#{digits}" if pre else f"#{_digit_shape(raw)}"
+        elif re.fullmatch(r"[0-9]+[A-Z]+", key):
+            kind = f"#{_digit_shape(raw)}"
+        else:
+            kind = f"*{len(key)}"  # mixed codes: booking references, vouchers, serials
+        ident = Identifier(text=m.group(0).lstrip("#").upper(), key=key, kind=kind)
+        out.append((m.start(), m.end(), ident))
+    return out
+
+
+def identifiers(text: str) -> list[Identifier]:
+    """Order/booking/tracking numbers and codes: runs of letters and digits with at least one
+    digit, long enough not to be a quantity, date, time or amount."""
+    out: dict[str, Identifier] = {}
+    for _s, _e, ident in _id_matches(_strip_dates_amounts(normalize(text))):
+        out.setdefault(ident.key, ident)
+    return list(out.values())
+
+
+def _digit_shape(raw: str) -> str:
+    groups = re.split(r"[-_/]", raw)
+    if len(groups) > 1:
+        return "-".join(str(len(g)) for g in groups)
+    return str(len(raw))
+
+
+def _same_kind(a: Identifier, b: Identifier) -> bool:
+    if a.kind == b.kind:
+        return True
+    pa, _, da = a.kind.partition("#")
+    pb, _, db = b.kind.partition("#")
+    if pa and pa == pb and da.isdigit() and db.isdigit():
+        return abs(int(da) - int(db)) <= 1
+    if a.kind.startswith("*") and b.kind.startswith("*"):
+        return abs(int(a.kind[1:]) - int(b.kind[1:])) <= 1
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# Tokenisation
+
+
+def _stem_latin(w: str) -> str:
+    w = _fold(w)
+    if len(w) <= 3 or w.isdigit():
+        return w
+    for suf in ("ations", "ation", "ungen", "ement", "ments", "ment", "ingly", "ings", "ing",
+                "ness", "ions", "ion", "ies", "ied", "ed", "es", "er", "en", "s", "e", "y"):
+        if w.endswith(suf) and len(w) - len(suf) >= 3:
+            w = w[: -len(suf)]
+            break
+    return w[:7]
+
+
+@functools.lru_cache(maxsize=65536)
+def _strip_ko(word: str) -> str:
+    """Strip up to two particles / verb endings (longest first), keeping a stem of 2+ syllables."""
+    for _ in range(2):
+        for n in range(min(_KO_SUFFIX_MAX, len(word) - 2), 0, -1):
+            if word[-n:] in _KO_SUFFIX_SET:
+                word = word[:-n]
+                break
+        else:
+            break
+    return word
+
+
+def _runs(t: str) -> Iterable[tuple[str, str]]:
+    cur, kind = "", ""
+    for c in t:
+        k = _script(c)
+        if k != kind:
+            if cur and kind:
+                yield kind, cur
+            cur, kind = c, k
+        else:
+            cur += c
+    if cur and kind:
+        yield kind, cur
+
+
+def content_tokens(text: str, *, exclude: Iterable[str] = ()) -> dict[str, float]:
+    """Content tokens of ``text`` with a specificity weight each (the max over occurrences).
+
+    Latin/Cyrillic words: diacritics folded, stopwords dropped, light suffix stemming.
+    Hangul: particles and endings stripped from each word, then character bigrams.
+    Han: character bigrams of each run (a lone character on its own). Katakana: the whole run.
+    Hiragana (Japanese grammar) is ignored. Identifiers, dates and amounts are left out (they
+    are scored on their own).
+    """
+    return dict(_content_tokens(text, frozenset(normalize(e) for e in exclude)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _content_tokens(text: str, excl: frozenset[str]) -> tuple[tuple[str, float], ...]:
+    t = _strip_dates_amounts(normalize(text))
+    for start, end, _ident in reversed(_id_matches(t)):
+        t = t[:start] + " " * (end - start) + t[end:]  # identifiers are scored on their own
+    toks: dict[str, float] = {}
+
+    def add(tok: str, w: float) -> None:
+        if w > toks.get(tok, 0.0):
+            toks[tok] = w
+
+    for word in re.split(r"\s+", t):
+        if not word or word in excl:
+            continue
+        for kind, run in _runs(word):
+            if kind == "word":
+                if run in _STOP_LATIN or _fold(run) in _STOP_LATIN or run in excl:
+                    continue
+                if run.isdigit():
+                    if len(run) >= 2:
+                        add(run, 1.2)
+                    continue
+                if len(run) < 2:
+                    continue
+                st = _stem_latin(run)
+                w = 0.4 if run in _GENERIC_LATIN or _fold(run) in _GENERIC_LATIN else (
+                    1.0 if len(run) < 8 else 1.2)
+                add("w:" + st, w)
+            elif kind == "hangul":
+                stem = _strip_ko(run)
+                if len(stem) <= 1 or stem in _KO_SUFFIX_SET:
+                    continue
+                for i in range(len(stem) - 1):
+                    bg = stem[i : i + 2]
+                    if bg in _KO_STOP_BIGRAMS:
+                        continue
+                    add("k:" + bg, 1.0 if i == 0 else 0.8)
+            elif kind == "han":
+                if len(run) == 1:
+                    if run not in _HAN_FUNCTION:
+                        add("h:" + run, 0.4)
+                    continue
+                for i in range(len(run) - 1):
+                    bg = run[i : i + 2]
+                    if (bg in _ZH_STOP_BIGRAMS or bg in _JA_STOP_BIGRAMS
+                            or bg[0] in _HAN_FUNCTION or bg[1] in _HAN_FUNCTION):
+                        continue
+                    add("h:" + bg, 1.0)
+            elif kind == "kata" and len(run) >= 2:
+                add("j:" + run, 1.2)
+    return tuple(toks.items())
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring
+
+
+@dataclass
+class Evidence:
+    """Everything ``score`` found, for reasons and debugging."""
+
+    logit: float = 0.0
+    similarity: float = 0.0  # the blend of the two below that enters the score
+    content: float = 0.0  # set cosine of inbound vs ticket content tokens (weighted)
+    best_sentence: float = 0.0  # best share of one inbound sentence found in the ticket
+    ticket_cover: float = 0.0  # weighted share of the ticket's customer content in the inbound
+    subject: float = 0.0  # subject-vs-subject overlap
+    shared_ids: list[str] = field(default_factory=list)
+    conflicting_ids: list[tuple[str, str]] = field(default_factory=list)
+    new_ids: list[str] = field(default_factory=list)
+    shared_amounts: list[str] = field(default_factory=list)
+    thread_markers: list[str] = field(default_factory=list)
+    new_markers: list[str] = field(default_factory=list)
+    weak_markers: list[str] = field(default_factory=list)
+    weak_new_markers: list[str] = field(default_factory=list)
+    reliability: float = 1.0  # how far the content overlap can be trusted (mail length)
+    answers: float = 0.0  # share of the agent's request that the inbound takes up
+    answered_types: list[str] = field(default_factory=list)  # e.g. "photo", "email address"
+    reasons: list[str] = field(default_factory=list)
+
+
+def _names(*addresses: str) -> set[str]:
+    """Name parts of 'Name <email>' headers, to ignore them as content."""
+    out: set[str] = set()
+    for a in addresses:
+        name, _, rest = a.partition("<")
+        local = rest.split("@", 1)[0]
+        for part in re.split(r"[\s,.\"'_]+", normalize(name) + " " + normalize(local)):
+            if len(part) >= 2:
+                out.add(part)
+                if all(_is_hangul(c) for c in part) and len(part) >= 3:
+                    out.add(part[1:])  # given name without the family name
+    return out
+
+
+def _markers(text: str, tier: str) -> list[str]:
+    t = re.sub(r"[ \t]+", " ", normalize(text))
+    found: list[str] = []
+    for _pat, rx in _MARKER_RES[tier]:
+        m = rx.search(t)
+        if m and m.group(0).strip() not in found:
+            found.append(m.group(0).strip())
+    return found
+
+
+def _strip_markers(text: str) -> str:
+    """The text without marker phrases: they speak about the conversation, not the issue."""
+    return _ANY_MARKER_RE.sub(" ", re.sub(r"[ \t]+", " ", normalize(text)))
+
+
+def _sentences(text: str) -> list[str]:
+    return [x for x in re.split(r"(?<=[.!?\u3002\uff01\uff1f])\s*|\n+", text) if x.strip()]
+
+
+def _overlap(a: dict[str, float], b: dict[str, float]) -> float:
+    total = sum(a.values())
+    if total <= 0:
+        return 0.0
+    return sum(w for tok, w in a.items() if tok in b) / total
+
+
+def _without(toks: dict[str, float], drop: set[str]) -> dict[str, float]:
+    return {t: w for t, w in toks.items() if t not in drop} if drop else toks
+
+
+def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
+    """Shared weight over the geometric mean of both sides' total weight (set cosine)."""
+    ma, mb = sum(a.values()), sum(b.values())
+    if ma <= 0 or mb <= 0:
+        return 0.0
+    shared = sum(min(w, b[t]) for t, w in a.items() if t in b)
+    return shared / math.sqrt(ma * mb)
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def score(
+    ticket: TicketView, sender: str, subject: str, reply: str, *, idle_days: float | None = None
+) -> Evidence:
+    """Log-odds evidence that ``reply`` (a fresh mail) continues ``ticket``'s issue."""
+    ev = Evidence()
+    reply, subject = reply[:MAX_CHARS], subject[:1000]
+    names = _names(sender, ticket.requester)
+    recent = ticket.messages[-MAX_MESSAGES:]
+    customer_msgs = [m.text[:MAX_CHARS] for m in recent if m.author == "customer"]
+    agent_msgs = [m.text[:MAX_CHARS] for m in recent if m.author == "agent"]
+    inbound_body = "\n".join(_content_lines(reply, agent=False))
+    inbound_all = f"{subject}\n{inbound_body}"
+    cust_text = "\n".join([ticket.subject[:1000], *("\n".join(_content_lines(m, agent=False))
+                                                    for m in customer_msgs)])
+    agent_text = "\n".join("\n".join(_content_lines(m, agent=True)) for m in agent_msgs)
+
+    # --- identifiers
+    in_ids = identifiers(inbound_all)
+    t_ids = identifiers(cust_text + "\n" + agent_text)
+    t_keys = {i.key for i in t_ids}
+    shared = [i for i in in_ids if i.key in t_keys]
+    ev.shared_ids = [i.text for i in shared]
+    for i in in_ids:
+        if i.key in t_keys:
+            continue
+        rivals = [j for j in t_ids if _same_kind(i, j) and j.key not in {s.key for s in shared}]
+        if rivals:
+            ev.conflicting_ids.append((i.text, rivals[0].text))
+        else:
+            ev.new_ids.append(i.text)
+    # --- amounts
+    in_amt = amounts(inbound_all)
+    t_amt = amounts(cust_text + "\n" + agent_text)
+    ev.shared_amounts = sorted(in_amt & t_amt)
+
+    # --- content overlap
+    # Words of the agent's greeting and signature (company and agent names, the company's
+    # trade) say nothing about which issue this is: drop them on every side.
+    boiler = set(content_tokens("\n".join(agent_msgs), exclude=names))
+    agent_tok = content_tokens(agent_text, exclude=names)
+    boiler -= set(agent_tok)
+    in_tok = _without(content_tokens(_strip_markers(inbound_all), exclude=names), boiler)
+    cust_tok = _without(content_tokens(cust_text, exclude=names), boiler)
+    ref: dict[str, float] = {k: w * AGENT_WEIGHT for k, w in agent_tok.items()}
+    ref.update(cust_tok)
+    ev.content = _cosine(in_tok, ref)
+    for sent in _sentences(_strip_markers(inbound_body)):
+        st = _without(content_tokens(sent, exclude=names), boiler)
+        mass = sum(st.values())
+        if mass >= 1.5:
+            cov = sum(w for t, w in st.items() if t in ref) / (mass + 1.0)
+            ev.best_sentence = max(ev.best_sentence, cov)
+    ev.ticket_cover = _overlap(cust_tok, in_tok)
+    ev.subject = _overlap(content_tokens(subject, exclude=names),
+                          content_tokens(ticket.subject, exclude=names))
+
+    # --- the agent's open request (last message from the agent), answered by the inbound
+    if recent and recent[-1].author == "agent":
+        last = "\n".join(_content_lines(recent[-1].text[:MAX_CHARS], agent=True))
+        asked = " ".join(x for x in _sentences(last) if _REQUEST_RE.search(normalize(x)))
+        if asked:
+            ask_tok = content_tokens(asked, exclude=names)
+            ev.answers = _overlap(ask_tok, in_tok)
+            low = normalize(asked)
+            ev.answered_types = [k for k, rx in _ASKED_TYPES
+                                 if rx.search(low) and _supplies(k, inbound_body, ev.new_ids)]
+
+    # --- markers
+    ev.thread_markers = _markers(inbound_all, "ref")
+    ev.weak_markers = _markers(inbound_all, "weak")
+    ev.new_markers = _markers(inbound_all, "new")
+    ev.weak_new_markers = _markers(inbound_all, "wnew")
+
+    # --- combine
+    sim = 0.5 * ev.content + 0.5 * ev.best_sentence
+    ev.similarity = sim
+    # A short mail ("Any update?") has too few words for the overlap to mean much: blend
+    # toward a mild prior instead of reading "no overlap" as "other issue".
+    ev.reliability = min(1.0, sum(in_tok.values()) / FULL_MASS)
+    logit = (ev.reliability * (BIAS + SIM_SLOPE * (sim - SIM_MID))
+             + (1.0 - ev.reliability) * SHORT_PRIOR)
+    ev.reasons.append(f"content similarity {sim:.2f} (cosine {ev.content:.2f}, best sentence "
+                      f"{ev.best_sentence:.2f}; words / char bigrams)")
+    if ev.subject > 0:
+        ev.reasons.append(f"subject overlap {ev.subject:.2f}")
+    anchor = sim  # how much the mail is about the ticket's matter at all
+    if shared:
+        logit += 3.5
+        anchor += 0.3
+        ev.reasons.append("shares id " + ", ".join(ev.shared_ids))
+    if ev.conflicting_ids and not shared:
+        logit -= 3.5
+        a, b = ev.conflicting_ids[0]
+        ev.reasons.append(f"different id {a} vs {b}")
+    elif ev.conflicting_ids:
+        logit -= 1.0
+        a, b = ev.conflicting_ids[0]
+        ev.reasons.append(f"also a different id {a} vs {b}")
+    if ev.shared_amounts:
+        # 62.40 or 48000 is specific; 25 or 100 may be a coincidence
+        specific = any("." in a or len(a.strip("0")) >= 3 for a in ev.shared_amounts)
+        logit += 2.5 if specific else 1.5
+        anchor += 0.2
+        ev.reasons.append("shares amount " + ", ".join(ev.shared_amounts))
+    gain = 0.0
+    if ev.answers >= 0.2:
+        gain = min(2.5, 1.0 + 4.0 * (ev.answers - 0.2))
+        ev.reasons.append(f"answers the agent's request (overlap {ev.answers:.2f})")
+    if ev.answered_types:
+        gain = max(gain, min(3.0, 1.5 * len(ev.answered_types)))
+        ev.reasons.append("supplies what the agent asked for: " + ", ".join(ev.answered_types))
+    if gain:
+        logit += gain
+        anchor += 0.2
+    if ev.thread_markers:
+        logit += min(2.2, 1.4 + 0.4 * (len(ev.thread_markers) - 1))
+        ev.reasons.append("refers to the earlier contact: " + ", ".join(
+            repr(m) for m in ev.thread_markers[:4]))
+    if ev.weak_markers:
+        # "still" / "again" count only as far as the mail is about the ticket's matter at all
+        push = min(1.0, anchor / 0.25) * min(1.3, 0.8 + 0.25 * (len(ev.weak_markers) - 1))
+        logit += push
+        if push >= 0.1:
+            ev.reasons.append("follow-up wording: " + ", ".join(
+                repr(m) for m in ev.weak_markers[:4]))
+    if ev.new_markers:
+        logit -= 1.8
+        ev.reasons.append("separate-issue wording: " + ", ".join(
+            repr(m) for m in ev.new_markers[:4]))
+    elif ev.weak_new_markers:
+        logit -= 0.6
+        ev.reasons.append("new-topic wording: " + ", ".join(
+            repr(m) for m in ev.weak_new_markers[:4]))
+    if idle_days is not None and idle_days > 0:
+        pen = min(2.0, 0.5 * math.log1p(idle_days / 7.0))
+        logit -= pen
+        if pen >= 0.1:
+            ev.reasons.append(f"{idle_days:.0f} days since last activity")
+    ev.logit = logit
+    return ev
+
+
+def match(
+    ticket: TicketView, sender: str, subject: str, reply: str, *, idle_days: float | None = None
+) -> tuple[bool, float, list[str]]:
+    """(same issue?, confidence in [0, 1] that it is the same issue, human-readable reasons)."""
+    ev = score(ticket, sender, subject, reply, idle_days=idle_days)
+    conf = _sigmoid(ev.logit)
+    return conf >= DEFAULT_THRESHOLD, conf, ev.reasons
