@@ -263,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         ("classify", "services.policy.classify", "dry-run policy decisions on JSON lines"),
         ("thread", "services.threading.offline", "thread an mbox offline (--mbox FILE)"),
         ("import", "services.ingest.imports", "import an mbox file or Maildir (resumable)"),
+        ("policy", "services.policy.config", "show or set the policy per mailbox, shadow mode"),
+        ("backtest", "services.policy.backtest", "replay follow-ups through a candidate policy"),
     ):
         sub.add_parser(name, help=text, add_help=False).set_defaults(module=module)
     args, rest = parser.parse_known_args(argv)

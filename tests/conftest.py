@@ -18,7 +18,7 @@ from nats.aio.client import Client
 
 from services.common import db
 from services.common.embedded import EmbeddedNats, EmbeddedPostgres
-from services.common.store import apply_topology, connect
+from services.common.store import apply_topology, connect, topology_streams
 
 T = TypeVar("T")
 
@@ -66,8 +66,7 @@ async def nc(nats_url: str, ns: str) -> AsyncIterator[Client]:
     js = client.jetstream()
     await apply_topology(js, ns)
     yield client
-    for stream in (f"{ns.upper()}_EVENTS", f"KV_{ns}_msgindex", f"KV_{ns}_counters",
-                   f"KV_{ns}_imap", f"OBJ_{ns}_raw"):
+    for stream in topology_streams(ns):
         await js.delete_stream(stream)
     await client.close()
 

@@ -107,6 +107,13 @@ class TicketSplit(PolicyDecision, frozen=True, tag="ticket.split"):
     new_ticket_id: str
 
 
+class DecisionShadowed(PolicyDecision, frozen=True, tag="decision.shadowed"):
+    """What a candidate policy in shadow mode would have decided; changes nothing."""
+
+    verdict: str
+    active_verdict: str
+
+
 class TicketSolved(Event, frozen=True, tag="ticket.solved"):
     ticket_id: str
     agent: str = ""
@@ -125,6 +132,7 @@ AnyEvent = (
     | TicketReopened
     | FollowupAcknowledged
     | TicketSplit
+    | DecisionShadowed
     | TicketSolved
     | TicketClosed
 )

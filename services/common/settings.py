@@ -18,7 +18,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "TIDYDESK_HTTP_HOST": ("127.0.0.1", "HTTP API address"),
     "TIDYDESK_HTTP_PORT": ("8080", "HTTP API port"),
     "TIDYDESK_MAX_MESSAGE_BYTES": ("26214400", "largest accepted mail (SMTP 552 / HTTP 413 above)"),
-    "TIDYDESK_POLICY": ("always-reopen", "policy for follow-ups to solved/closed tickets"),
+    "TIDYDESK_POLICY": ("content-aware", "fallback policy for follow-ups to solved/closed "
+                        "tickets (see `tidydesk policy`)"),
     "TIDYDESK_WEBHOOK_URLS": ("", "comma-separated integrator endpoints for signed event webhooks"),
     "TIDYDESK_WEBHOOK_SECRET": ("", "HMAC-SHA256 key for the X-Tidydesk-Signature header"),
     "TIDYDESK_LOG_FORMAT": ("auto", "auto (console on a TTY, else JSON), json or console"),

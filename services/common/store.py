@@ -98,6 +98,14 @@ async def apply_topology(js: JetStreamContext, ns: str, path: Path = TOPOLOGY) -
         await js.create_object_store(fields["bucket"], api.ObjectStoreConfig(**fields))
 
 
+def topology_streams(ns: str, path: Path = TOPOLOGY) -> list[str]:
+    """Names of every stream the topology creates (buckets included)."""
+    spec = json.loads(path.read_text())
+    return ([_fill(s["name"], ns) for s in spec["streams"]]
+            + [f"KV_{_fill(b['bucket'], ns)}" for b in spec["key_value"]]
+            + [f"OBJ_{_fill(b['bucket'], ns)}" for b in spec["object_stores"]])
+
+
 class EventStore(Protocol):
     """Port: where ticket events are recorded and read back."""
 

@@ -8,6 +8,7 @@ import structlog
 from nats.js import JetStreamContext
 
 from services.common.events import (
+    DecisionShadowed,
     Envelope,
     Event,
     FollowupAcknowledged,
@@ -27,6 +28,7 @@ from services.common.store import (
 )
 from services.common.ticket import Ticket
 from services.policy.base import Decision, FollowUp, view
+from services.policy.config import load as load_config
 from services.policy.registry import get_policy
 
 log = structlog.get_logger()
@@ -47,21 +49,22 @@ def decision_events(ticket: Ticket, m: MessageThreaded, d: Decision, new_ticket:
     return [(event, f"decision:{m.message_id}")]
 
 
+def decide(ticket: Ticket, m: MessageThreaded, at: datetime, policy: str) -> Decision:
+    """The decision of `policy` on follow-up `m` (pure: the service and backtest share it)."""
+    if m.auto:  # machine mail never reopens anything, whatever the policy
+        return Decision(verdict="acknowledge", confidence=1.0, policy="intake",
+                        version="1", reasons=(f"auto-reply: {m.auto}",))
+    return get_policy(policy).decide(
+        view(ticket, m.message_id, at),
+        FollowUp(sender=m.sender, subject=m.subject, body=m.reply, reply=m.reply),
+    )
+
+
 class PolicyService:
     def __init__(self, js: JetStreamContext, settings: Settings) -> None:
         self.js, self.ns, self.settings = js, settings.namespace, settings
         self.store = JetStreamEventStore(js, self.ns)
         self.index = KvIndex(js, self.ns)
-
-    def decide(self, ticket: Ticket, m: MessageThreaded, at: datetime) -> Decision:
-        if m.auto:  # machine mail never reopens anything, whatever the policy
-            return Decision(verdict="acknowledge", confidence=1.0, policy="intake",
-                            version="1", reasons=(f"auto-reply: {m.auto}",))
-        policy = get_policy(self.settings.policy)
-        return policy.decide(
-            view(ticket, m.message_id, at),
-            FollowUp(sender=m.sender, subject=m.subject, body=m.reply, reply=m.reply),
-        )
 
     async def handle(self, seq: int, env: Envelope) -> None:
         if not isinstance(env.data, MessageThreaded):
@@ -72,7 +75,12 @@ class PolicyService:
             ticket = await self.store.load(m.ticket_id)
             if m.message_id not in ticket.followups or m.message_id in ticket.decided:
                 return  # a message to an open ticket needs no decision
-            decision = self.decide(ticket, m, env.time)
+            config = await load_config(self.js, self.ns)  # read per message: no restarts
+            active = config.active_for(ticket.mailbox, self.settings.policy)
+            decision = decide(ticket, m, env.time, active)
+            shadow = None
+            if config.shadow and config.shadow != active:
+                shadow = decide(ticket, m, env.time, config.shadow)
             new_ticket = digest_key(f"split:{m.message_id}")[:24]
             if decision.verdict == "split":
                 await self.open_split(ticket, m, new_ticket)
@@ -80,11 +88,20 @@ class PolicyService:
             def record(t: Ticket) -> list[tuple[Event, str]]:
                 if m.message_id in t.decided:
                     return []
-                return decision_events(t, m, decision, new_ticket)
+                items = decision_events(t, m, decision, new_ticket)
+                if shadow is not None:
+                    items.append((DecisionShadowed(
+                        ticket_id=t.ticket_id, message_id=m.message_id, policy=shadow.policy,
+                        version=shadow.version, confidence=shadow.confidence,
+                        reasons=shadow.reasons, verdict=shadow.verdict,
+                        active_verdict=decision.verdict,
+                    ), f"shadow:{m.message_id}"))
+                return items
 
             await self.store.decide(m.ticket_id, record)
             log.info("followup_decided", verdict=decision.verdict, policy=decision.policy,
-                     confidence=decision.confidence, reasons=list(decision.reasons))
+                     confidence=decision.confidence, reasons=list(decision.reasons),
+                     shadow=shadow.verdict if shadow else None)
 
     async def open_split(self, old: Ticket, m: MessageThreaded, new_ticket: str) -> None:
         """Open the new ticket for an unrelated topic, linked back to the old one."""
