@@ -141,7 +141,7 @@ EVENT_TYPES: tuple[type[Event], ...] = AnyEvent.__args__
 
 def type_of(event: Event) -> str:
     """The event's tag, e.g. `ticket.reopened`."""
-    return str(msgspec.inspect.type_info(type(event)).tag)  # type: ignore[attr-defined]
+    return str(type(event).__struct_config__.tag)
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):

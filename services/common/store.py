@@ -21,6 +21,8 @@ from nats.js.errors import (
     KeyWrongLastSequenceError,
     NotFoundError,
 )
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
 
 from services.common.events import Envelope, Event, decode, encode, envelope, type_of
 from services.common.ticket import Ticket, fold
@@ -250,9 +252,15 @@ class KvIndex:
 
     def __init__(self, js: JetStreamContext, ns: str) -> None:
         self.js, self.ns, self.bucket = js, ns, f"{ns}_msgindex"
+        self._kv: KeyValue | None = None
+
+    async def _bucket(self) -> KeyValue:
+        if self._kv is None:  # one lookup round trip per process, not per operation
+            self._kv = await self.js.key_value(self.bucket)
+        return self._kv
 
     async def get(self, key: str) -> str | None:
-        kv = await self.js.key_value(self.bucket)
+        kv = await self._bucket()
         try:
             entry = await kv.get(digest_key(key))
         except KeyNotFoundError:
@@ -260,12 +268,12 @@ class KvIndex:
         return entry.value.decode() if entry.value else None
 
     async def put(self, key: str, value: str) -> None:
-        kv = await self.js.key_value(self.bucket)
+        kv = await self._bucket()
         await kv.put(digest_key(key), value.encode())
 
     async def claim(self, key: str, value: str) -> str:
         """Store `value` unless the key is taken; return whatever the key holds now."""
-        kv = await self.js.key_value(self.bucket)
+        kv = await self._bucket()
         try:
             await kv.create(digest_key(key), value.encode())
             return value
@@ -284,10 +292,16 @@ class RawStore:
 
     def __init__(self, js: JetStreamContext, ns: str) -> None:
         self.js, self.bucket = js, f"{ns}_raw"
+        self._obs: ObjectStore | None = None
+
+    async def _store(self) -> ObjectStore:
+        if self._obs is None:
+            self._obs = await self.js.object_store(self.bucket)
+        return self._obs
 
     async def put(self, raw: bytes) -> str:
         digest = hashlib.sha256(raw).hexdigest()
-        obs = await self.js.object_store(self.bucket)
+        obs = await self._store()
         try:
             await obs.get_info(digest)
         except NotFoundError:
@@ -295,7 +309,7 @@ class RawStore:
         return digest
 
     async def get(self, digest: str) -> bytes | None:
-        obs = await self.js.object_store(self.bucket)
+        obs = await self._store()
         try:
             result = await obs.get(digest)
         except NotFoundError:
