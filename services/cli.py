@@ -156,6 +156,23 @@ def cmd_queue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    url = f"http://{settings.http_host}:{settings.http_port}/tickets/{args.ticket}/merge"
+    body = json.dumps({"into": args.into, "agent": args.agent}).encode()
+    request = urllib.request.Request(url, data=body, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            print(json.loads(resp.read()))
+    except urllib.error.HTTPError as exc:
+        print(f"tidydesk: {json.loads(exc.read()).get('error', exc)}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"tidydesk: API not reachable ({exc}); is `tidydesk up` running?", file=sys.stderr)
+        return 1
+    return 0
+
+
 # --- operations ----------------------------------------------------------------------------
 
 async def _replay() -> tuple[int, int]:
@@ -254,6 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("queue", help="print tickets as a table (from the HTTP API)")
     p.add_argument("--status", default="open", help="open, solved, closed, a comma list, or all")
     p.set_defaults(fn=cmd_queue)
+    p = sub.add_parser("merge", help="merge a ticket into another (by id or number)")
+    p.add_argument("ticket")
+    p.add_argument("into")
+    p.add_argument("--agent", default="")
+    p.set_defaults(fn=cmd_merge)
     sub.add_parser("replay", help="rebuild the PostgreSQL projections from stream sequence 1"
                    ).set_defaults(fn=cmd_replay)
     sub.add_parser("schema", help="print the AsyncAPI 3 document of every event"

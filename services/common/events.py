@@ -114,6 +114,14 @@ class DecisionShadowed(PolicyDecision, frozen=True, tag="decision.shadowed"):
     active_verdict: str
 
 
+class TicketMerged(Event, frozen=True, tag="ticket.merged"):
+    """This ticket's conversation continues in `into`; new mail for it goes there."""
+
+    ticket_id: str
+    into: str
+    agent: str = ""
+
+
 class TicketSolved(Event, frozen=True, tag="ticket.solved"):
     ticket_id: str
     agent: str = ""
@@ -133,6 +141,7 @@ AnyEvent = (
     | FollowupAcknowledged
     | TicketSplit
     | DecisionShadowed
+    | TicketMerged
     | TicketSolved
     | TicketClosed
 )

@@ -12,6 +12,7 @@ from services.common.events import (
     FollowupAcknowledged,
     MessageThreaded,
     TicketClosed,
+    TicketMerged,
     TicketOpened,
     TicketReopened,
     TicketSolved,
@@ -33,6 +34,7 @@ class Ticket(msgspec.Struct, kw_only=True):
     solved_at: datetime | None = None
     solved_by: str | None = None
     split_from: str | None = None
+    merged_into: str | None = None
     splits: list[str] = msgspec.field(default_factory=list)
     messages: list[MessageThreaded] = msgspec.field(default_factory=list)
     decided: set[str] = msgspec.field(default_factory=set)  # message ids a policy ruled on
@@ -68,6 +70,8 @@ class Ticket(msgspec.Struct, kw_only=True):
                 self.splits.append(e.new_ticket_id)
             case TicketSolved() as e:
                 self.status, self.solved_at, self.solved_by = "solved", env.time, e.agent or None
+            case TicketMerged() as e:
+                self.status, self.merged_into = "merged", e.into
             case TicketClosed():
                 self.status = "closed"
                 self.solved_at = self.solved_at or env.time

@@ -11,17 +11,25 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from services.common.events import Event, MessageRejected, TicketClosed, TicketSolved
+from services.common.events import (
+    Event,
+    MessageRejected,
+    TicketClosed,
+    TicketMerged,
+    TicketSolved,
+)
 from services.common.store import JetStreamEventStore, RawStore
 from services.common.ticket import Ticket
 from services.ingest.intake import Intake
 from services.ingest.providers import postmark_to_mime
+from services.threading.engine import reply_address
 
 log = structlog.get_logger()
 POOL = web.AppKey("pool", asyncpg.Pool)
 STORE = web.AppKey("store", JetStreamEventStore)
 RAW = web.AppKey("raw", RawStore)
 INTAKE = web.AppKey("intake", Intake)
+SECRET = web.AppKey("secret", bytes)
 TICKET_COLUMNS = (
     "id, number, status, subject, requester, mailbox, split_from, opened_at, updated_at,"
     " message_count"
@@ -60,10 +68,8 @@ def _row(record: asyncpg.Record) -> dict[str, Any]:
     return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in record.items()}
 
 
-async def _ticket_row(request: web.Request) -> asyncpg.Record:
-    """Find a ticket by id or by its human number."""
-    key = request.match_info["id"]
-    pool = request.app[POOL]
+async def _find(pool: asyncpg.Pool, key: str) -> asyncpg.Record:
+    """A ticket by id or by its human number."""
     sql = f"SELECT {TICKET_COLUMNS} FROM tickets WHERE "
     row: asyncpg.Record | None = await pool.fetchrow(sql + "id = $1", key)
     if row is None and key.isdigit() and len(key) < 19:
@@ -71,6 +77,10 @@ async def _ticket_row(request: web.Request) -> asyncpg.Record:
     if row is None:
         raise web.HTTPNotFound(reason=f"no ticket {key!r}")
     return row
+
+
+async def _ticket_row(request: web.Request) -> asyncpg.Record:
+    return await _find(request.app[POOL], request.match_info["id"])
 
 
 async def list_tickets(request: web.Request) -> web.Response:
@@ -95,7 +105,8 @@ async def get_ticket(request: web.Request) -> web.Response:
         "SELECT message_id, sender, subject, received_at, reply, body, auto, threaded_by,"
         " decision FROM messages WHERE ticket_id = $1 ORDER BY received_at", row["id"]
     )
-    return _json({**_row(row), "messages": [_row(m) for m in messages]})
+    reply_to = reply_address(request.app[SECRET], row["id"], row["mailbox"])
+    return _json({**_row(row), "reply_to": reply_to, "messages": [_row(m) for m in messages]})
 
 
 async def ticket_events(request: web.Request) -> web.Response:
@@ -138,6 +149,32 @@ async def close(request: web.Request) -> web.Response:
     return await _status_command(request, "closed")
 
 
+class MergeBody(msgspec.Struct, forbid_unknown_fields=True):
+    into: str
+    agent: str = ""
+
+
+async def merge(request: web.Request) -> web.Response:
+    """Merge this ticket into another (e.g. a `related` suggestion an agent accepts)."""
+    row = await _ticket_row(request)
+    try:
+        cmd = msgspec.json.decode(await request.read() or b"{}", type=MergeBody)
+    except msgspec.MsgspecError as exc:
+        return error(400, f"malformed JSON body: {exc}")
+    into = await _find(request.app[POOL], cmd.into)
+    if into["id"] == row["id"] or into["status"] == "merged":
+        return error(400, "a ticket merges into another, unmerged ticket")
+
+    def decide(ticket: Ticket) -> list[tuple[Event, str]]:
+        if ticket.merged_into:
+            return []
+        return [(TicketMerged(ticket_id=ticket.ticket_id, into=into["id"], agent=cmd.agent),
+                 f"merge:{into['id']}")]
+
+    events = await request.app[STORE].decide(row["id"], decide)
+    return _json({"id": row["id"], "into": into["id"], "changed": bool(events)}, 202)
+
+
 async def inbound_mime(request: web.Request) -> web.Response:
     raw = await request.read()
     if not raw:
@@ -178,9 +215,10 @@ async def health(request: web.Request) -> web.Response:
 
 
 def build(pool: asyncpg.Pool, store: JetStreamEventStore, raw: RawStore, intake: Intake,
-          max_bytes: int) -> web.Application:
+          max_bytes: int, secret: bytes) -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=max_bytes)
     app[POOL], app[STORE], app[RAW], app[INTAKE] = pool, store, raw, intake
+    app[SECRET] = secret
     app.add_routes([
         web.get("/healthz", health),
         web.get("/tickets", list_tickets),
@@ -188,6 +226,7 @@ def build(pool: asyncpg.Pool, store: JetStreamEventStore, raw: RawStore, intake:
         web.get("/tickets/{id}/events", ticket_events),
         web.post("/tickets/{id}/solve", solve),
         web.post("/tickets/{id}/close", close),
+        web.post("/tickets/{id}/merge", merge),
         web.post("/inbound/mime", inbound_mime),
         web.post("/inbound/postmark", inbound_postmark),
         web.get("/messages/{message_id}/raw", raw_message),

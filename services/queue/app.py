@@ -10,10 +10,11 @@ from aiohttp import web
 from services.common import db
 from services.common.runtime import open_bus
 from services.common.settings import Settings
-from services.common.store import JetStreamEventStore, RawStore, close
+from services.common.store import JetStreamEventStore, KvIndex, RawStore, close
 from services.ingest.intake import Intake
 from services.queue.api import build
 from services.queue.projection import Projector
+from services.threading.engine import shared_secret
 
 log = structlog.get_logger()
 
@@ -36,7 +37,8 @@ async def run(settings: Settings) -> None:
     await db.migrate(pool)
     nc, js = await open_bus(settings, "tidydesk-queue")
     store, raw = JetStreamEventStore(js, ns), RawStore(js, ns)
-    app = build(pool, store, raw, Intake(store, raw), settings.max_message_bytes)
+    secret = await shared_secret(KvIndex(js, ns))
+    app = build(pool, store, raw, Intake(store, raw), settings.max_message_bytes, secret)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()

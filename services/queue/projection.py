@@ -15,6 +15,7 @@ from services.common.events import (
     MessageRejected,
     MessageThreaded,
     TicketClosed,
+    TicketMerged,
     TicketOpened,
     TicketReopened,
     TicketSolved,
@@ -75,6 +76,15 @@ async def apply(conn: Conn, seq: int, env: Envelope) -> None:
                 await conn.execute("UPDATE tickets SET status = 'open' WHERE id = $1", e.ticket_id)
         case TicketSolved() as e:
             await conn.execute("UPDATE tickets SET status = 'solved' WHERE id = $1", e.ticket_id)
+        case TicketMerged() as e:
+            moved = await conn.execute(
+                "UPDATE messages SET ticket_id = $2 WHERE ticket_id = $1", e.ticket_id, e.into
+            )
+            count = int(moved.split()[-1])
+            await conn.execute("UPDATE tickets SET status = 'merged', message_count = 0 "
+                               "WHERE id = $1", e.ticket_id)
+            await conn.execute("UPDATE tickets SET message_count = message_count + $2, "
+                               "updated_at = $3 WHERE id = $1", e.into, count, t)
         case TicketClosed() as e:
             await conn.execute("UPDATE tickets SET status = 'closed' WHERE id = $1", e.ticket_id)
     ticket_id = env.data.ticket_id  # every remaining event belongs to a ticket

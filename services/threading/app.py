@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-
 import structlog
 from nats.js import JetStreamContext
 
@@ -11,14 +9,9 @@ from services.common.events import Envelope, MessageReceived
 from services.common.runtime import consume, open_bus
 from services.common.settings import Settings
 from services.common.store import JetStreamEventStore, KvIndex, close
-from services.threading.engine import Options, Threader
+from services.threading.engine import Options, Threader, shared_secret
 
 log = structlog.get_logger()
-
-
-async def shared_secret(index: KvIndex) -> bytes:
-    """The reply-token key, created once for the whole deployment."""
-    return bytes.fromhex(await index.claim("secret", secrets.token_hex(32)))
 
 
 def options(settings: Settings) -> Options:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,6 +51,11 @@ def locate(msg: MessageReceived, known: Mapping[str, str]) -> tuple[str | None, 
 def new_ticket_id(msg: MessageReceived) -> str:
     """Deterministic, so a redelivered message re-finds the ticket it opened."""
     return digest_key(msg.message_id)[:24]
+
+
+async def shared_secret(index: Index) -> bytes:
+    """The reply-token key, created once for the whole deployment."""
+    return bytes.fromhex(await index.claim("secret", secrets.token_hex(32)))
 
 
 def reply_token(secret: bytes, ticket_id: str, domain: str) -> str:
@@ -226,6 +232,12 @@ class Threader:
 
     async def _record(self, msg: MessageReceived, target: str, v: Verdict
                       ) -> MessageThreaded | None:
+        for _ in range(10):  # follow merges to the surviving ticket
+            into = (await self.store.load(target)).merged_into
+            if into is None:
+                break
+            v.reasons.append(f"ticket {target} was merged into {into}")
+            target = into
         opened: TicketOpened | None = None
         # Open whenever the target is not there yet: also a ticket claimed by an instance
         # that died before writing it.

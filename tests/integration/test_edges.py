@@ -22,7 +22,7 @@ from tests.conftest import Stack, eventually, free_port, mail
 
 @pytest.fixture
 async def api(stack: Stack) -> AsyncIterator[str]:
-    app = build(stack.pool, stack.store, stack.intake.raw, stack.intake, 1 << 20)
+    app = build(stack.pool, stack.store, stack.intake.raw, stack.intake, 1 << 20, b"k" * 32)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -43,6 +43,7 @@ async def test_api_serves_tickets_messages_events_and_raw(stack: Stack, api: str
         async with http.get(f"{api}/tickets/{listed['number']}") as r:
             detail = await r.json()
         assert detail["id"] == row["id"]
+        assert detail["reply_to"].startswith(f"support+t{row['id']}.")
         assert [m["message_id"] for m in detail["messages"]] == ["h1@example.com"]
         async with http.post(f"{api}/tickets/{row['id']}/solve", json={"agent": "kim"}) as r:
             assert r.status == 202
@@ -132,3 +133,36 @@ async def test_postmark_inbound_json(stack: Stack, api: str) -> None:
             assert r.status == 400 and "error" in await r.json()
     (row,) = await eventually(stack.tickets)
     assert row["subject"] == "Via Postmark" and row["requester"] == "pm@example.com"
+
+
+async def test_merge_moves_messages_and_redirects_new_replies(stack: Stack, api: str) -> None:
+    await stack.intake.accept(mail("m1@example.com", "Printer jams", subject="Printer jams",
+                                   sender="a@example.com"))
+    await stack.intake.accept(mail("m2@example.com", "Invoice wrong", subject="Invoice",
+                                   sender="b@example.com"))
+    first, second = await eventually(lambda: _two(stack))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{api}/tickets/{second['id']}/merge",
+                             json={"into": str(first["number"])}) as r:
+            assert r.status == 202
+        async with http.post(f"{api}/tickets/{first['id']}/merge",
+                             json={"into": first["id"]}) as r:
+            assert r.status == 400
+    await stack.intake.accept(mail("m3@example.com", "more", sender="b@example.com",
+                                   in_reply_to="m2@example.com"))
+
+    async def merged() -> bool:
+        rows = {r["id"]: r for r in await stack.tickets()}
+        return (rows[second["id"]]["status"] == "merged"
+                and rows[first["id"]]["message_count"] == 3)
+
+    await eventually(merged)
+    ids = await stack.pool.fetch("SELECT message_id FROM messages WHERE ticket_id = $1",
+                                 first["id"])
+    assert {r["message_id"] for r in ids} == {"m1@example.com", "m2@example.com",
+                                              "m3@example.com"}
+
+
+async def _two(stack: Stack) -> list[dict[str, object]]:
+    rows = await stack.tickets()
+    return rows if len(rows) == 2 else []
