@@ -144,3 +144,23 @@ def mail(message_id: str, body: str = "Hello", *, sender: str = "alice@example.c
         head += f"In-Reply-To: <{in_reply_to}>\r\nReferences: {refs}\r\n"
     return (head + extra + "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body + "\r\n"
             ).encode()
+
+
+@pytest.fixture
+async def api(stack: Stack) -> AsyncIterator[str]:
+    """The HTTP API of the stack on a free loopback port."""
+    from aiohttp import web
+
+    from services.common.store import KvIndex
+    from services.queue.api import build
+    from services.threading.engine import shared_secret
+
+    index = KvIndex(stack.js, stack.ns)
+    app = build(stack.pool, stack.store, stack.intake.raw, stack.intake, 1 << 20,
+                await shared_secret(index), index)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()

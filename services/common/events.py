@@ -114,6 +114,21 @@ class DecisionShadowed(PolicyDecision, frozen=True, tag="decision.shadowed"):
     active_verdict: str
 
 
+class ReplySent(Event, frozen=True, tag="reply.sent"):
+    """An agent answered; notify mails it from `sender` with the ticket's reply token."""
+
+    ticket_id: str
+    message_id: str
+    agent: str
+    text: str
+    sender: str  # the support mailbox it goes out from
+    to: str
+    subject: str
+    reply_to: str
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+
+
 class TicketMerged(Event, frozen=True, tag="ticket.merged"):
     """This ticket's conversation continues in `into`; new mail for it goes there."""
 
@@ -141,6 +156,7 @@ AnyEvent = (
     | FollowupAcknowledged
     | TicketSplit
     | DecisionShadowed
+    | ReplySent
     | TicketMerged
     | TicketSolved
     | TicketClosed

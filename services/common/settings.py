@@ -35,6 +35,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "TIDYDESK_SMTP_AUTH_INSECURE": ("false", "true = offer AUTH without TLS (never on a network)"),
     "TIDYDESK_IMAP_URLS": ("", "mailboxes to poll, comma-separated imaps://user:pass@host:port/INBOX"),
     "TIDYDESK_IMAP_POLL_SECONDS": ("30", "IMAP poll interval when the server has no IDLE"),
+    "TIDYDESK_SMTP_RELAY": ("", "host:port of the SMTP relay for agent replies; empty = not sent"),
 }
 
 
@@ -65,6 +66,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     smtp_auth_insecure: bool = False
     imap_urls: str = ""
     imap_poll_seconds: float = 30.0
+    smtp_relay: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:

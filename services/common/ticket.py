@@ -11,6 +11,7 @@ from services.common.events import (
     Envelope,
     FollowupAcknowledged,
     MessageThreaded,
+    ReplySent,
     TicketClosed,
     TicketMerged,
     TicketOpened,
@@ -70,6 +71,10 @@ class Ticket(msgspec.Struct, kw_only=True):
                 self.splits.append(e.new_ticket_id)
             case TicketSolved() as e:
                 self.status, self.solved_at, self.solved_by = "solved", env.time, e.agent or None
+            case ReplySent() as e:  # the agent's side of the conversation
+                self.messages.append(MessageThreaded(
+                    ticket_id=e.ticket_id, message_id=e.message_id, method="reply.sent",
+                    sender=e.sender, subject=e.subject, reply=e.text))
             case TicketMerged() as e:
                 self.status, self.merged_into = "merged", e.into
             case TicketClosed():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,11 +15,19 @@ from aiohttp import web
 from services.common.events import (
     Event,
     MessageRejected,
+    ReplySent,
     TicketClosed,
     TicketMerged,
     TicketSolved,
 )
-from services.common.store import JetStreamEventStore, RawStore
+from services.common.store import (
+    JetStreamEventStore,
+    KvIndex,
+    RawStore,
+    digest_key,
+    link,
+    tenant,
+)
 from services.common.ticket import Ticket
 from services.ingest.intake import Intake
 from services.ingest.providers import postmark_to_mime
@@ -30,6 +39,7 @@ STORE = web.AppKey("store", JetStreamEventStore)
 RAW = web.AppKey("raw", RawStore)
 INTAKE = web.AppKey("intake", Intake)
 SECRET = web.AppKey("secret", bytes)
+INDEX = web.AppKey("index", KvIndex)
 TICKET_COLUMNS = (
     "id, number, status, subject, requester, mailbox, split_from, opened_at, updated_at,"
     " message_count"
@@ -175,6 +185,44 @@ async def merge(request: web.Request) -> web.Response:
     return _json({"id": row["id"], "into": into["id"], "changed": bool(events)}, 202)
 
 
+class ReplyBody(msgspec.Struct, forbid_unknown_fields=True):
+    text: str
+    agent: str = ""
+    idempotency_key: str = ""  # a retried request with the same key sends one reply
+
+
+async def reply(request: web.Request) -> web.Response:
+    """An agent's answer: recorded as reply.sent, mailed by notify with the reply token."""
+    row = await _ticket_row(request)
+    try:
+        cmd = msgspec.json.decode(await request.read() or b"{}", type=ReplyBody)
+    except msgspec.MsgspecError as exc:
+        return error(400, f"malformed JSON body: {exc}")
+    if not cmd.text.strip():
+        return error(400, "text must not be empty")
+    domain = tenant(row["mailbox"]) or "tidydesk.invalid"
+    key = cmd.idempotency_key or uuid.uuid4().hex
+    message_id = f"{digest_key(row['id'] + key)[:32]}@{domain}"
+    reply_to = reply_address(request.app[SECRET], row["id"], row["mailbox"])
+
+    def decide(ticket: Ticket) -> list[tuple[Event, str]]:
+        if ticket.has_message(message_id):
+            return []
+        history = [m.message_id for m in ticket.messages]
+        subject = ticket.subject if f"[#{ticket.number}]" in ticket.subject else (
+            f"[#{ticket.number}] {ticket.subject}")
+        return [(ReplySent(
+            ticket_id=ticket.ticket_id, message_id=message_id, agent=cmd.agent, text=cmd.text,
+            sender=ticket.mailbox, to=ticket.requester, subject=f"Re: {subject}",
+            reply_to=reply_to, in_reply_to=history[-1] if history else None,
+            references=tuple(history[-20:]),
+        ), message_id)]
+
+    await request.app[STORE].decide(row["id"], decide)
+    await request.app[INDEX].put(f"m:{message_id}", link(row["id"], row["mailbox"]))
+    return _json({"message_id": message_id, "reply_to": reply_to}, 202)
+
+
 async def inbound_mime(request: web.Request) -> web.Response:
     raw = await request.read()
     if not raw:
@@ -215,10 +263,10 @@ async def health(request: web.Request) -> web.Response:
 
 
 def build(pool: asyncpg.Pool, store: JetStreamEventStore, raw: RawStore, intake: Intake,
-          max_bytes: int, secret: bytes) -> web.Application:
+          max_bytes: int, secret: bytes, index: KvIndex) -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=max_bytes)
     app[POOL], app[STORE], app[RAW], app[INTAKE] = pool, store, raw, intake
-    app[SECRET] = secret
+    app[SECRET], app[INDEX] = secret, index
     app.add_routes([
         web.get("/healthz", health),
         web.get("/tickets", list_tickets),
@@ -227,6 +275,7 @@ def build(pool: asyncpg.Pool, store: JetStreamEventStore, raw: RawStore, intake:
         web.post("/tickets/{id}/solve", solve),
         web.post("/tickets/{id}/close", close),
         web.post("/tickets/{id}/merge", merge),
+        web.post("/tickets/{id}/reply", reply),
         web.post("/inbound/mime", inbound_mime),
         web.post("/inbound/postmark", inbound_postmark),
         web.get("/messages/{message_id}/raw", raw_message),

@@ -14,6 +14,7 @@ from services.common.events import (
     MessageReceived,
     MessageRejected,
     MessageThreaded,
+    ReplySent,
     TicketClosed,
     TicketMerged,
     TicketOpened,
@@ -76,6 +77,16 @@ async def apply(conn: Conn, seq: int, env: Envelope) -> None:
                 await conn.execute("UPDATE tickets SET status = 'open' WHERE id = $1", e.ticket_id)
         case TicketSolved() as e:
             await conn.execute("UPDATE tickets SET status = 'solved' WHERE id = $1", e.ticket_id)
+        case ReplySent() as e:
+            await conn.execute(
+                "INSERT INTO messages (message_id, digest, ticket_id, mailbox, sender, subject,"
+                " received_at, body, reply, threaded_by) VALUES ($1,'',$2,$3,$3,$4,$5,$6,$6,"
+                "'reply.sent') ON CONFLICT (message_id) DO NOTHING",
+                e.message_id, e.ticket_id, e.sender, e.subject, t, e.text,
+            )
+            await conn.execute(
+                "UPDATE tickets SET message_count = message_count + 1 WHERE id = $1", e.ticket_id
+            )
         case TicketMerged() as e:
             moved = await conn.execute(
                 "UPDATE messages SET ticket_id = $2 WHERE ticket_id = $1", e.ticket_id, e.into

@@ -5,30 +5,22 @@ from __future__ import annotations
 import asyncio
 import io
 import smtplib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from services.common.embedded import EmbeddedNats
-from services.common.store import JetStreamEventStore, RawStore, apply_topology, close, connect
+from services.common.store import (
+    JetStreamEventStore,
+    RawStore,
+    apply_topology,
+    close,
+    connect,
+)
 from services.ingest.intake import Intake
 from services.ingest.smtp import serve
-from services.queue.api import build
 from tests.conftest import Stack, eventually, free_port, mail
-
-
-@pytest.fixture
-async def api(stack: Stack) -> AsyncIterator[str]:
-    app = build(stack.pool, stack.store, stack.intake.raw, stack.intake, 1 << 20, b"k" * 32)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
 
 
 async def test_api_serves_tickets_messages_events_and_raw(stack: Stack, api: str) -> None:
