@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
@@ -127,17 +127,24 @@ async def ticket_events(request: web.Request) -> web.Response:
     return _json({"events": [{"seq": r["seq"], **json.loads(r["data"])} for r in rows]})
 
 
+T = TypeVar("T")
+
+
+async def _command(request: web.Request, kind: type[T]) -> T:
+    """The JSON body as a command Struct; a 400 with the decoder's reason otherwise."""
+    try:
+        return msgspec.json.decode(await request.read() or b"{}", type=kind)
+    except msgspec.MsgspecError as exc:
+        raise web.HTTPBadRequest(reason=f"malformed JSON body: {exc}") from exc
+
+
 class StatusBody(msgspec.Struct, forbid_unknown_fields=True):
     agent: str = ""
 
 
 async def _status_command(request: web.Request, target: str) -> web.Response:
     row = await _ticket_row(request)
-    body = await request.read()
-    try:
-        cmd = msgspec.json.decode(body or b"{}", type=StatusBody)
-    except msgspec.MsgspecError as exc:
-        return error(400, f"malformed JSON body: {exc}")
+    cmd = await _command(request, StatusBody)
 
     def decide(ticket: Ticket) -> list[tuple[Event, str]]:
         if ticket.status == target or (target == "solved" and ticket.status == "closed"):
@@ -167,10 +174,7 @@ class MergeBody(msgspec.Struct, forbid_unknown_fields=True):
 async def merge(request: web.Request) -> web.Response:
     """Merge this ticket into another (e.g. a `related` suggestion an agent accepts)."""
     row = await _ticket_row(request)
-    try:
-        cmd = msgspec.json.decode(await request.read() or b"{}", type=MergeBody)
-    except msgspec.MsgspecError as exc:
-        return error(400, f"malformed JSON body: {exc}")
+    cmd = await _command(request, MergeBody)
     into = await _find(request.app[POOL], cmd.into)
     if into["id"] == row["id"] or into["status"] == "merged":
         return error(400, "a ticket merges into another, unmerged ticket")
@@ -194,10 +198,7 @@ class ReplyBody(msgspec.Struct, forbid_unknown_fields=True):
 async def reply(request: web.Request) -> web.Response:
     """An agent's answer: recorded as reply.sent, mailed by notify with the reply token."""
     row = await _ticket_row(request)
-    try:
-        cmd = msgspec.json.decode(await request.read() or b"{}", type=ReplyBody)
-    except msgspec.MsgspecError as exc:
-        return error(400, f"malformed JSON body: {exc}")
+    cmd = await _command(request, ReplyBody)
     if not cmd.text.strip():
         return error(400, "text must not be empty")
     domain = tenant(row["mailbox"]) or "tidydesk.invalid"
