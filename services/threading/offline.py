@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import mailbox
+import os
 import sys
 from datetime import UTC, datetime
 
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ignore-headers", action="store_true",
                         help="drop In-Reply-To/References/subject tokens: content alone")
     args = parser.parse_args(argv)
+    if not os.path.isfile(args.mbox):
+        print(f"tidydesk thread: no such mbox file: {args.mbox}", file=sys.stderr)
+        return 2
     try:
         lines = asyncio.run(thread_mbox(args.mbox, use_headers=not args.ignore_headers))
     except (OSError, mailbox.Error) as exc:
