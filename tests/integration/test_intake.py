@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from services.common.embedded import stop_process
 from services.common.events import MessageReceived, MessageRejected
 from services.common.store import digest_key
 from services.ingest.imap import Checkpoint, parse_url, poll_forever
@@ -342,13 +343,7 @@ service anvil {{
             imap.append("INBOX", None, None, raw)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 @pytest.fixture
