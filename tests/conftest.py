@@ -77,7 +77,10 @@ async def pool(database_url: str, ns: str) -> AsyncIterator[asyncpg.Pool]:
     await db.migrate(p)
     yield p
     await p.execute(f'DROP SCHEMA "{ns}" CASCADE')
-    await p.close()
+    try:
+        await asyncio.wait_for(p.close(), 15)
+    except TimeoutError:
+        p.terminate()
 
 
 class Stack:
@@ -130,7 +133,7 @@ async def stack(nc: Client, pool: asyncpg.Pool, ns: str) -> AsyncIterator[Stack]
     yield s
     for t in tasks:
         t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.wait(tasks, timeout=15)  # bounded: a stuck task must not hang the suite
 
 
 def mail(message_id: str, body: str = "Hello", *, sender: str = "alice@example.com",

@@ -22,6 +22,13 @@ log = structlog.get_logger()
 Handler = Callable[[int, Envelope], Awaitable[None]]
 
 
+def stop_if_cancelled() -> None:
+    """Re-raise a cancellation that a client library turned into a timeout."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def open_bus(settings: Settings, name: str) -> tuple[Client, JetStreamContext]:
     """Connect to NATS (retrying until it is there) and make sure the topology exists."""
     nc = await connect(settings.nats_url, name)
@@ -44,6 +51,7 @@ async def consume(js: JetStreamContext, ns: str, durable: str, handler: Handler,
         try:
             msgs = await sub.fetch(batch, timeout=5)
         except (TimeoutError, NatsTimeout):
+            stop_if_cancelled()
             continue
         for msg in msgs:
             seq = msg.metadata.sequence.stream

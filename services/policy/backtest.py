@@ -23,6 +23,7 @@ from services.common.events import (
     TicketSplit,
     decode,
 )
+from services.common.runtime import stop_if_cancelled
 from services.common.settings import Settings
 from services.common.store import close, connect
 from services.common.ticket import Ticket
@@ -117,6 +118,7 @@ async def collect(js: JetStreamContext, ns: str, *, from_seq: int = 1,
             try:
                 msgs = await sub.fetch(512, timeout=2.0)
             except (NatsTimeout, TimeoutError):
+                stop_if_cancelled()
                 break
             for msg in msgs:
                 seq = msg.metadata.sequence.stream

@@ -23,6 +23,7 @@ from services.common.events import (
     TicketSplit,
     decode,
 )
+from services.common.runtime import stop_if_cancelled
 
 log = structlog.get_logger()
 TABLES = ("tickets", "messages", "rejected", "events")
@@ -169,6 +170,7 @@ class Projector:
                     try:
                         msgs = await sub.fetch(self.batch, timeout=1.0)
                     except (TimeoutError, NatsTimeout):
+                        stop_if_cancelled()
                         if stop_at_end:
                             break
                         continue
