@@ -287,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         ("import", "services.ingest.imports", "import an mbox file or Maildir (resumable)"),
         ("policy", "services.policy.config", "show or set the policy per mailbox, shadow mode"),
         ("backtest", "services.policy.backtest", "replay follow-ups through a candidate policy"),
+        ("parked", "services.common.parking", "events a consumer gave up on: list, show, retry, "
+         "drop"),
     ):
         sub.add_parser(name, help=text, add_help=False).set_defaults(module=module)
     args, rest = parser.parse_known_args(argv)

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
 import structlog
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 
 from services.common import log as logsetup
+from services.common import parking
 from services.common.events import Envelope, decode
 from services.common.settings import Settings
 from services.common.store import apply_topology, connect
 
 log = structlog.get_logger()
 Handler = Callable[[int, Envelope], Awaitable[None]]
+HANDLER_TIMEOUT = 120.0  # seconds; a hung handler counts as a failed attempt
 
 
 def stop_if_cancelled() -> None:
@@ -44,32 +48,109 @@ async def open_bus(settings: Settings, name: str) -> tuple[Client, JetStreamCont
 
 async def consume(js: JetStreamContext, ns: str, durable: str, handler: Handler,
                   batch: int = 32) -> None:
-    """Run `handler` for every message of a durable pull consumer; ack only after success."""
+    """Run `handler` for every message of a durable pull consumer; ack only after success.
+
+    A failing event is retried as the consumer config says (`max_deliver`, `backoff`), then
+    parked (see services.common.parking) so that the events after it go on. Retries that an
+    operator asks for with `tidydesk parked retry` run here too.
+    """
     stream = f"{ns.upper()}_EVENTS"
+    info = await js.consumer_info(stream, durable)
+    policy = Retries(info.config.max_deliver or -1, tuple(info.config.backoff or ()))
     sub = await js.pull_subscribe_bind(durable, stream=stream)
-    while True:
-        try:
-            msgs = await sub.fetch(batch, timeout=5)
-        except (TimeoutError, NatsTimeout):
-            stop_if_cancelled()
-            continue
-        for msg in msgs:
-            seq = msg.metadata.sequence.stream
+    async def exhausted(msg: Msg) -> None:
+        await _park_exhausted(js, ns, durable, msg)
+
+    nc: Client = js._nc  # advisories are plain NATS messages
+    advisories = await nc.subscribe(
+        f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{durable}", cb=exhausted)
+    retries = asyncio.create_task(parking.serve_retries(js, ns, durable, handler))
+    try:
+        while True:
             try:
-                env = decode(msg.data)
-            except msgspec.MsgspecError as exc:
-                log.error("event_undecodable", consumer=durable, seq=seq, error=str(exc))
-                await msg.term()  # stays in the stream; redelivery cannot fix it
+                msgs = await sub.fetch(batch, timeout=5)
+            except (TimeoutError, NatsTimeout):
+                stop_if_cancelled()
                 continue
-            with structlog.contextvars.bound_contextvars(event_id=env.id, seq=seq):
-                try:
-                    await handler(seq, env)
-                except Exception:
-                    delivered = msg.metadata.num_delivered or 1
-                    log.exception("handler_failed", consumer=durable, attempt=delivered)
-                    await msg.nak(delay=min(30.0, 0.5 * 2**delivered))
-                    continue
-            await msg.ack()
+            async with _keepalive(msgs):  # handled ones leave the list
+                while msgs:
+                    await _handle(js, ns, durable, handler, policy, msgs[0])
+                    msgs.pop(0)
+    finally:
+        retries.cancel()
+        with contextlib.suppress(Exception):
+            await advisories.unsubscribe()
+
+
+class Retries(msgspec.Struct, frozen=True):
+    """The retry budget of one consumer, as its JetStream config says."""
+
+    max_deliver: int  # -1: forever
+    backoff: tuple[float, ...]  # seconds before retry n; the last one repeats
+
+    def exhausted(self, delivered: int) -> bool:
+        return 0 < self.max_deliver <= delivered
+
+    def delay(self, delivered: int) -> float:
+        if not self.backoff:
+            return min(30.0, 0.5 * 2.0**delivered)
+        return float(self.backoff[min(delivered, len(self.backoff)) - 1])
+
+
+async def _handle(js: JetStreamContext, ns: str, durable: str, handler: Handler,
+                  policy: Retries, msg: Msg) -> None:
+    seq = msg.metadata.sequence.stream
+    delivered = msg.metadata.num_delivered or 1
+    try:
+        env = decode(msg.data)
+    except msgspec.MsgspecError as exc:  # redelivery cannot fix it: park at once
+        await parking.park(js, ns, durable, seq, msg.data, f"undecodable event: {exc}",
+                           delivered)
+        await msg.term()
+        return
+    with structlog.contextvars.bound_contextvars(event_id=env.id, seq=seq):
+        try:
+            await asyncio.wait_for(handler(seq, env), HANDLER_TIMEOUT)
+        except Exception as exc:
+            stop_if_cancelled()
+            log.exception("handler_failed", consumer=durable, attempt=delivered)
+            if policy.exhausted(delivered):
+                await parking.park(js, ns, durable, seq, msg.data,
+                                   f"{type(exc).__name__}: {exc}", delivered)
+                await msg.term()
+            else:
+                await msg.nak(delay=policy.delay(delivered))
+            return
+    await msg.ack()
+
+
+@contextlib.asynccontextmanager
+async def _keepalive(msgs: list[Msg], every: float = 2.0) -> AsyncIterator[None]:
+    """Tell the server that fetched events are still being worked on (short ack deadlines)."""
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every)
+            for msg in list(msgs):
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+async def _park_exhausted(js: JetStreamContext, ns: str, durable: str, advisory: Msg) -> None:
+    """The server stopped redelivering an event nobody answered for (a worker died on it)."""
+    try:
+        info = json.loads(advisory.data)
+        seq, deliveries = int(info["stream_seq"]), int(info["deliveries"])
+        data = (await js.get_msg(f"{ns.upper()}_EVENTS", seq=seq)).data
+        await parking.park(js, ns, durable, seq, data, "max deliveries reached without an "
+                           "answer (the worker died or hung on this event)", deliveries)
+    except Exception:
+        log.exception("advisory_unhandled", consumer=durable)
 
 
 def main(name: str, body: Callable[[Settings], Awaitable[None]]) -> None:
