@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from services.common.events import Envelope, Event, envelope
 from services.common.store import Conflict, Decides
@@ -51,6 +51,10 @@ class InMemoryIndex:
 
     async def claim(self, key: str, value: str) -> str:
         return self.values.setdefault(key, value)
+
+    async def update(self, key: str, change: Callable[[str | None], str]) -> str:
+        self.values[key] = value = change(self.values.get(key))
+        return value
 
     async def next_number(self, ticket_id: str) -> int:
         self.number += 1

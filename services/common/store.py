@@ -247,6 +247,7 @@ class Index(Protocol):
     async def get(self, key: str) -> str | None: ...
     async def put(self, key: str, value: str) -> None: ...
     async def claim(self, key: str, value: str) -> str: ...
+    async def update(self, key: str, change: Callable[[str | None], str]) -> str: ...
     async def next_number(self, ticket_id: str) -> int: ...
 
 
@@ -282,6 +283,27 @@ class KvIndex:
             return value
         except KeyWrongLastSequenceError:
             return await self.get(key) or value
+
+    async def update(self, key: str, change: Callable[[str | None], str]) -> str:
+        """Read-modify-write that loses no concurrent update: write only at the read revision."""
+        kv = await self._bucket()
+        name = digest_key(key)
+        while True:
+            try:
+                entry = await kv.get(name)
+            except KeyNotFoundError:
+                value = change(None)
+                try:
+                    await kv.create(name, value.encode())
+                    return value
+                except KeyWrongLastSequenceError:
+                    continue  # someone created it first: change their value instead
+            value = change(entry.value.decode() if entry.value else None)
+            try:
+                await kv.update(name, value.encode(), last=entry.revision)
+                return value
+            except KeyWrongLastSequenceError:
+                log.debug("kv_update_conflict_retry", key=key)
 
     async def next_number(self, ticket_id: str) -> int:
         """A short, unique number: the revision of a put to the counters bucket."""

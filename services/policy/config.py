@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from services.common.settings import Settings
 from services.common.store import apply_topology, close, connect
@@ -49,8 +50,31 @@ async def load(js: JetStreamContext, ns: str) -> PolicyConfig:
 
 
 async def save(js: JetStreamContext, ns: str, config: PolicyConfig) -> None:
+    """Replace the whole configuration."""
     kv = await js.key_value(f"{ns}_config")
     await kv.put(KEY, msgspec.json.encode(config.validate()))
+
+
+async def change(js: JetStreamContext, ns: str,
+                 edit: Callable[[PolicyConfig], PolicyConfig]) -> PolicyConfig:
+    """Edit the configuration at the revision read: two operators at once lose no change."""
+    kv = await js.key_value(f"{ns}_config")
+    while True:
+        try:
+            entry = await kv.get(KEY)
+            current = msgspec.json.decode(entry.value or b"{}", type=PolicyConfig)
+            revision: int | None = entry.revision
+        except KeyNotFoundError:
+            current, revision = PolicyConfig(), None
+        new = edit(current).validate()
+        try:
+            if revision is None:
+                await kv.create(KEY, msgspec.json.encode(new))
+            else:
+                await kv.update(KEY, msgspec.json.encode(new), last=revision)
+            return new
+        except KeyWrongLastSequenceError:
+            continue
 
 
 async def _command(args: argparse.Namespace, settings: Settings) -> PolicyConfig:
@@ -58,18 +82,18 @@ async def _command(args: argparse.Namespace, settings: Settings) -> PolicyConfig
     try:
         js = nc.jetstream()
         await apply_topology(js, settings.namespace)
-        config = await load(js, settings.namespace)
-        if args.action == "set":
-            if args.mailbox:
-                config = msgspec.structs.replace(
+        def edit(config: PolicyConfig) -> PolicyConfig:
+            if args.action == "set" and args.mailbox:
+                return msgspec.structs.replace(
                     config, mailboxes={**config.mailboxes, args.mailbox.lower(): args.name})
-            else:
-                config = msgspec.structs.replace(config, default=args.name)
-        elif args.action == "shadow":
-            config = msgspec.structs.replace(
+            if args.action == "set":
+                return msgspec.structs.replace(config, default=args.name)
+            return msgspec.structs.replace(
                 config, shadow=None if args.name == "off" else args.name)
-        if args.action != "show":
-            await save(js, settings.namespace, config)
+
+        if args.action == "show":
+            return await load(js, settings.namespace)
+        config = await change(js, settings.namespace, edit)
         return config
     finally:
         await close(nc)

@@ -268,7 +268,10 @@ class Threader:
 
     async def _remember_open(self, sender: str, ticket_id: str) -> None:
         """Keep the requester's (and organisation's) latest tickets for content matching."""
-        for key in (f"q:{sender}", f"q:@{tenant(sender)}"):
-            ids = msgspec.json.decode(await self.index.get(key) or "[]", type=list[str])
+        def add(value: str | None) -> str:
+            ids = msgspec.json.decode(value or "[]", type=list[str])
             ids = [*ids[-19:], ticket_id] if ticket_id not in ids else ids
-            await self.index.put(key, msgspec.json.encode(ids).decode())
+            return msgspec.json.encode(ids).decode()
+
+        for key in (f"q:{sender}", f"q:@{tenant(sender)}"):
+            await self.index.update(key, add)  # two mails of one sender at once: keep both
