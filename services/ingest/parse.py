@@ -17,6 +17,7 @@ import msgspec
 
 from services.common.events import Attachment, MessageReceived, MessageRejected
 from services.ingest.extract import body_of, extract, html_to_text
+from services.ingest.sanitize import Tally, clean, scrub, text_charset
 
 MAX_TEXT = 200_000  # characters kept per body field; an event must stay far below 1 MiB
 MAX_IDS = 100  # nearest References kept; a parent is almost always among the last few
@@ -26,6 +27,10 @@ MAX_ADDR_HEADERS = 10  # To/Cc header fields read (RFC 5322 allows one each)
 MAX_ATTACHMENTS = 200
 MAX_EVENT_BYTES = 512 * 1024  # encoded event; NATS refuses payloads over 1 MiB by default
 _MSGID = re.compile(r"<([^<>\s]{1,500})>")
+# the charset of an encoded word (=?cs?Q?…?=), and of an RFC 2231 parameter (name*=cs'lang'…)
+_WORD_CHARSET = re.compile(r"(=\?)([^?\s]{0,80})(?=\?)")
+_PARAM_CHARSET = re.compile(r"(\*=\s*\"?)([^'\"\s;]{0,80})(?=')")
+_ID_HEADERS = ("message-id", "in-reply-to", "references")  # never rewritten: the ids thread
 _AUTO_SUBJECT = re.compile(
     r"^\s*(auto(matic)?[ -]?(reply|response)|out of (the )?office|abwesenheit|"
     r"automatische antwort|r[ée]ponse automatique|absence|respuesta autom[aá]tica|"
@@ -52,7 +57,28 @@ class _Policy(email.policy.EmailPolicy):
         if len(value) > limit:  # the parent of a reply is among the last References
             tail = name.lower() in ("references", "in-reply-to")
             value = value[-limit:] if tail else value[:limit]
-        return _parsed(self, name, value)
+        try:
+            return _parsed(self, name, _charsets(name, value))
+        except Exception:  # some codecs make the stdlib raise (utf-16 ''%00 in RFC 2231)
+            return _parsed(self, name, _charsets(name, value, everywhere=True))
+
+
+def _charsets(name: str, value: str, *, everywhere: bool = False) -> str:
+    """`value` with us-ascii as the charset of encoded words and RFC 2231 parameters that
+    name a codec that is no charset (unicode_escape, utf-7, base64…), or of all of them."""
+    name = name.lower()
+    if not everywhere and name in _ID_HEADERS:
+        return value
+
+    def swap(m: re.Match[str]) -> str:
+        keep = not everywhere and text_charset(m.group(2).split("*", 1)[0]) is not None
+        return m.group(0) if keep else f"{m.group(1)}us-ascii"
+
+    if "=?" in value:
+        value = _WORD_CHARSET.sub(swap, value)
+    if "*=" in value and name.startswith("content-"):
+        value = _PARAM_CHARSET.sub(swap, value)
+    return value
 
 
 @functools.lru_cache(maxsize=256)
@@ -61,7 +87,15 @@ def _parsed(policy: email.policy.EmailPolicy, name: str, value: str) -> Any:
     return email.policy.EmailPolicy.header_fetch_parse(policy, name, value)
 
 
-POLICY = _Policy()
+class _Message(EmailMessage):
+    """A part that never names a codec that is no charset (unicode_escape, utf-7, base64…)."""
+
+    def get_content_charset(self, failobj: Any = None) -> Any:
+        charset = text_charset(super().get_content_charset())
+        return failobj if charset is None else charset
+
+
+POLICY = _Policy(message_factory=_Message)
 
 
 def intake_key(message_id: str | None, raw: bytes) -> str:
@@ -102,16 +136,31 @@ def auto_reason(msg: EmailMessage, subject: str, sender: str) -> str | None:
 
 def parse(raw: bytes, *, mailbox: str = "", envelope_from: str = ""
           ) -> MessageReceived | MessageRejected:
-    """Parse a mail; anything unusable becomes a rejection with a reason, never an exception."""
+    """Parse a mail; anything unusable becomes a rejection with a reason, never an exception.
+
+    Every string in the event is `sanitize.clean`: safe for PostgreSQL, JSON and consumers.
+    """
     digest = hashlib.sha256(raw).hexdigest()
+    tally = Tally()
     try:
-        return _parse(raw, digest, mailbox, envelope_from)
+        event = _cleaned(_parse(raw, digest, mailbox, envelope_from, tally), tally)
+        return _fit(event) if isinstance(event, MessageReceived) else event
     except Exception as exc:  # the stdlib parser can raise almost anything on hostile input
-        return MessageRejected(digest=digest, reason=f"unparseable mail: {type(exc).__name__}: "
-                               f"{str(exc)[:200]}", mailbox=mailbox, size=len(raw))
+        return scrub(MessageRejected(
+            digest=digest, reason=f"unparseable mail: {type(exc).__name__}: {str(exc)[:200]}",
+            mailbox=mailbox, size=len(raw)))
 
 
-def _parse(raw: bytes, digest: str, mailbox: str, envelope_from: str
+def _cleaned(event: MessageReceived | MessageRejected, tally: Tally
+             ) -> MessageReceived | MessageRejected:
+    """The event with every string in it cleaned, and a note saying what was removed."""
+    event = scrub(event, tally)
+    if tally.note() and isinstance(event, MessageReceived):
+        event = msgspec.structs.replace(event, notes=(*event.notes, tally.note()))
+    return event
+
+
+def _parse(raw: bytes, digest: str, mailbox: str, envelope_from: str, tally: Tally
            ) -> MessageReceived | MessageRejected:
     if not raw.strip():
         return MessageRejected(digest=digest, reason="empty message", mailbox=mailbox, size=0)
@@ -130,7 +179,9 @@ def _parse(raw: bytes, digest: str, mailbox: str, envelope_from: str
     message_id = ids[0] if ids else f"{digest[:32]}@tidydesk.invalid"
     if not ids:
         notes.append("no Message-ID; synthesised from the bytes")
-    subject = " ".join(str(msg.get("Subject", "")).split())[:MAX_TEXT // 100]
+    # cleaned before use: what is derived from them (auto, reply) is clean, and junk does
+    # not push text past MAX_TEXT
+    subject = " ".join(clean(str(msg.get("Subject", "")), tally).split())[:MAX_TEXT // 100]
     date = None
     try:
         date = parsedate_to_datetime(str(msg["Date"])) if msg["Date"] else None
@@ -139,6 +190,7 @@ def _parse(raw: bytes, digest: str, mailbox: str, envelope_from: str
     if date is not None and date.tzinfo is None:
         date = None
     body, content_type = body_of(msg)
+    body = clean(body, tally)
     parts = extract(body, content_type)
     text = html_to_text(body) if content_type == "text/html" else body
     if len(text) > MAX_TEXT:
@@ -156,7 +208,7 @@ def _parse(raw: bytes, digest: str, mailbox: str, envelope_from: str
     if len(attachments) > MAX_ATTACHMENTS:
         attachments = attachments[:MAX_ATTACHMENTS]
         notes.append(f"only the first {MAX_ATTACHMENTS} attachments listed (raw kept)")
-    event = MessageReceived(
+    return MessageReceived(
         message_id=message_id,
         digest=digest,
         mailbox=mailbox.lower() or _first_addr(msg.get("To")),
@@ -175,7 +227,6 @@ def _parse(raw: bytes, digest: str, mailbox: str, envelope_from: str
         size=len(raw),
         notes=tuple(notes),
     )
-    return _fit(event)
 
 
 def _fit(event: MessageReceived) -> MessageReceived:
