@@ -17,7 +17,9 @@ passes:
 A message is an acknowledgement when nothing signals a request and every clause is made of
 acknowledgement vocabulary. Clauses with other content are tolerated only beside a *strong*
 closing (farewell, "that's all", resolved, received, praise) - "Replacement arrived, all sealed
-and perfect. Thanks Priya, no need to reply!" - never beside a bare "thanks" ("In Napa, thanks").
+and perfect. Thanks Priya, no need to reply!" - never beside a bare "thanks" ("In Napa, thanks"),
+and only a few of them (``MAX_EXTRA_WORDS`` / ``MAX_EXTRA_HAN``). A thanks makes a clause
+gratitude only when it leads it ("thanks for the quick fix"), not when it trails an answer.
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ PROTECTED_LATIN: dict[str, tuple[str, ...]] = {
         r"(?: from you)?" + _NOW + r"(?: currently)?",
         r"(?:that|this|it) (?:is|was|sounds like|seems like|seems to be) (?:exactly |just |all )?"
         r"(?:what|everything) (?:i|we) (?:need|needed|will need)" + _NOW,
-        r"(?:i|we) have all (?:the )?(?:info|information|help|details|answers) (?:i|we) "
+        r"(?:i|we) have all (?:of )?(?:the )?(?:info|information|help|details|answers) (?:i|we) "
         r"(?:need|needed)" + _NOW,
         r"but(?= (?:that|this|it) (?:is|will be|would be|was|s) (?:all|it|everything))",
         r"(?:i|we) (?:will|would|might|may|can|ll) (?:do|decide|book|reserve|buy|order|check) "
@@ -151,11 +153,18 @@ PROTECTED_LATIN: dict[str, tuple[str, ...]] = {
         r"(?:that|this|it) (?:is|was) (?:exactly |just )?(?:all |everything )?(?:what|that) "
         r"(?:i|we) (?:needed|was looking for|asked for)" + _NOW,
         r"(?:that is |it is |is )?all (?:i|we) (?:need|needed|wanted|want)" + _NOW,
-        r"(?:i|we) (?:do not|did not) (?:need|want|require) (?:anything|any) (?:else|more|further)"
+        r"(?:i|we) (?:do not|did not|will not|would not)(?: be)? (?:need|needing|want|wanting"
+        r"|require) (?:anything|any) (?:else|more|further)"
         + _NOW,
         r"(?:i|we) (?:do not|did not) need (?:any )?(?:more|further|other) (?:help|assistance"
         r"|info|information)" + _NOW,
         r"(?:i|we) (?:do not|did not) have (?:any )?(?:more|further|other) questions?(?: for you)?",
+        r"(?:i (?:think|believe|guess) )?(?:that|this|it|you|we) (?:have |has )?(?:covers"
+        r"|covered|takes care of|took care of|taken care of|answered) (?:it|everything|all(?: of)?"
+        r" (?:my|our) (?:questions|needs))" + _NOW,
+        r"(?:all )?(?:of )?(?:my|our) questions (?:have been|were|are) answered",
+        r"(?:i|we) (?:will|can|shall|ll) (?:go ahead and |just )?(?:[a-z]+ ){1,4}?(?:myself"
+        r"|ourselves|on my own|on our own)(?: later)?",
         r"(?:i|we) (?:do not|did not) (?:want|need|wish) to \w+(?: \w+)?(?: (?:it|that|this))?"
         r" (?:now|right now|at the moment|at this time|for now|today)",
         r"(?:that|it|this) is (?:all|it) (?:for|from) (?:me|us|now|today)",
@@ -276,6 +285,11 @@ PROTECTED_LATIN: dict[str, tuple[str, ...]] = {
 
 # Chinese/Japanese/Korean protected phrases (substring matches; \S = one word in Korean).
 PROTECTED_CJK: dict[str, tuple[str, ...]] = {
+    # thanks with words that would otherwise signal: "thanks anyway" (还是), a final particle
+    # 呢 after thanks, which cannot ask anything there
+    "thanks": (r"还是(?:很|要)?(?:谢谢|感谢)|(?:谢谢|感谢|多谢)(?:你们|您|你|亲)?(?:了|啦|啊)?呢",),
+    "ok": (r"嗯呢",),  # colloquial "yes / OK"
+    "positive": (r"(?:还|挺|很|确实|真)?不错(?!过)",),  # "not bad" = good
     "closing": (
         r"(?:궁금한|문의할|여쭤볼|질문할)\s?(?:점|건|것|거|사항)(?:은|는|이)?\s?(?:더\s?)?없\S*",
         r"더\s?(?:이상\s?)?(?:문의|질문)(?:할|드릴)?\s?(?:것|건|거|사항)?(?:은|는|이)?\s?없\S*",
@@ -286,7 +300,9 @@ PROTECTED_CJK: dict[str, tuple[str, ...]] = {
         r"(?:ありません|ございません|ないです|ない|なし)",
         r"(?:ご)?(?:返信|返事)(?:は)?(?:不要|いりません|結構|大丈夫|ご無用)\S*",
         r"(?:不用|不必|无需|不需要)(?:再)?(?:回复|回信|答复)(?:了)?",
-        r"没有?(?:其他|别的)(?:的)?(?:问题|事情|事)(?:了)?",
+        r"没(?:有|啥|什么)?(?:其他|其它|别的)?(?:的)?(?:问题|事情|事)(?:了|啦)",
+        r"(?:我的)?(?:问题)?(?:都)?问完了",
+        r"(?:^|(?<=[,，]))没(?:有)?(?:了|啦)(?=[,，.。!！~]|$)",
     ),
     "nevermind": (
         r"(?:아무\s?)?문제\s?(?:없|안\s?됩|안\s?돼)\S*",
@@ -329,7 +345,7 @@ PROTECTED_CJK: dict[str, tuple[str, ...]] = {
         r"(?:連絡|問い合わせ|相談)(?:します|いたします|させていただきます|させて頂きます|させて"
         r"いただきます)",
         r"(?:如果|要是|若|万一)[^。!?]*(?:再|还)?(?:联系|找)(?:你们|您)[^。!?]*",
-        r"有(?:问题|事|需要)(?:的话)?(?:再|会再)?(?:联系|找)\S*",
+        r"有(?:问题|事|需要)(?:的话)?(?:我|我们)?(?:再|会再)?(?:联系|找|问|咨询)\S*",
     ),
     "farewell": (
         r"좋은\s?(?:하루|주말|저녁|밤|시간|한\s?주|날|오후|아침|휴일|연휴)\S*\s?(?:되세요|보내세요|"
@@ -364,6 +380,9 @@ SIGNALS_LATIN: dict[str, tuple[str, ...]] = {
         r"|donde|por que|cual|cuanto|cuanta|puede|pueden|podria|podrian|quando|onde|qual|quanto|"
         r"pode|podem|poderia|come|dove|perche|quale|potete|potreste|posso|hoe|wanneer|waar|waarom|"
         r"welke|wat|kunt u|kun je|kunnen jullie)(?= |$)",
+        # interrogatives that rarely occur outside a question, anywhere in the sentence
+        r"how|why|which|whose|whom|when|where|warum|wann|wieso|pourquoi|quand|cuando|donde"
+        r"|por que|perche|quando|waarom|wanneer",
         r"wonder(?:ing)?|curious|(?:let|tell) me know|any (?:update|news)|je me demande|"
         r"ich frage mich|me pregunto",
     ),
@@ -451,7 +470,9 @@ SIGNALS_CJK: dict[str, tuple[str, ...]] = {
         r"もらえ(?:ます|ません|る|れば)|いただきたい|頂きたい|教えて|確認して|対応して|返金して|"
         r"交換して|送って|手配|希望|要望|依頼|問い合わせ(?:ます|させて|したい)|幸いです|助かります",
         r"请|麻烦|帮我|帮忙|希望|想要|想|需要|要求|申请|处理一下|查一下|看一下|尽快|尽早|催|"
-        r"提前感谢|先谢谢|先谢了",
+        r"提前感谢|先谢谢|先谢了|"
+        # "give / tell / send me", the softened imperative "V一下", "I want / will"
+        r"给我|告诉我|发我|(?:我|我们)(?:还)?要(?!是)|一下",
     ),
     "problem": (
         r"(?:^|\s)안\s?(?:돼|되|됩|됐|와|옵|왔|오|들어|나|나와|나옵|보여|보이|열|켜|떠|맞|가|받|"
@@ -563,7 +584,7 @@ ACK_LATIN: dict[str, tuple[str, ...]] = {
 ACK_CJK: dict[str, tuple[str, ...]] = {
     "thanks": (
         r"(?:정말|진짜|너무|대단히|매우|늘|항상)?\s?(?:감사|고맙|고마워)\S*|땡큐|ありがと\S*|"
-        r"有難う\S*|感謝\S*|助かりました|助かります|恐れ入ります|谢谢\S*|多谢|感谢|谢了|感激",
+        r"有難う\S*|感謝\S*|助かりました|助かります|恐れ入ります|谢谢\S*|多谢|感谢|谢了|谢啦|感激",
     ),
     "ok": (
         r"(?:^|\s)(?:네+|넵+|넹|예|응|오케이|알겠\S*|알았\S*|그렇군요|그렇구나|그렇네요|"
@@ -572,7 +593,7 @@ ACK_CJK: dict[str, tuple[str, ...]] = {
         r"(?=\s|$|[,.!~])",
         r"承知(?:しました|いたしました|致しました|です)?|了解(?:しました|です|いたしました)?|"
         r"かしこまりました|(?:分|わ)かりました|確認(?:しました|いたしました|できました|致しました)|"
-        r"なるほど|はい|了解|好的|好|行|可以|明白(?:了)?|知道了|收到|了解了|嗯|没错|对",
+        r"なるほど|はい|了解|好的|好|行|可以|明白(?:了)?|知道了|收到|了解了|(?:清楚|记下|记住)了|嗯|没错|对",
     ),
     "received": (
         r"(?:잘\s?)?(?:받았|받았습니다|수령|도착했|도착하였|들어왔|입금\s?됐|입금\s?확인)\S*|"
@@ -635,7 +656,8 @@ FILLER_CJK = re.compile(
     r"本当に|誠に|大変|どうも|とても|いつも|早速|色々|いろいろ|丁寧な|ご丁寧に|ご対応|ご連絡|ご返信|"
     r"です|ます|でした|ました|ございます|ございました|いただき|頂き|して|くれて|の|は|が|を|に|"
     r"も|で|と|ね|よ|わ|ー|"
-    r"非常|十分|十分|真的|太|很|了|的|啊|呀|哈|吧|你们|您们|你|您|我|我们|都|也|哦|嗯)"
+    r"非常|十分|特别|真是|真的|太|很|了|的|啊|呀|哈|吧|啦|你们|您们|你|您|我|我们|亲爱的|亲|都|也|哦|"
+    r"嗯)"
 )
 
 # ----------------------------------------------------------------------------- normalisation
@@ -825,9 +847,23 @@ def fold(text: str) -> str:
 
 
 _HYPHEN = re.compile(r"(?<=[a-z])-(?=[a-z])")
+# Tokenised or apostrophe-less contractions: "that 's", "do n't", "do nt", "that s", "i m".
+_SPLIT_CONTRACTION = re.compile(r"\b([a-z]+) (?:'(s|m|re|ve|ll|d)|(n'?t)|(s|m))(?![a-z'])")
+_BARE_S = frozenset({"that", "it", "what", "there", "here", "he", "she", "this", "everything"})
+
+
+def _join_contraction(m: re.Match[str]) -> str:
+    word, clitic, negation, bare = m.groups()
+    if negation:
+        return word + "n't"
+    if bare and not ((bare == "s" and word in _BARE_S) or (bare == "m" and word == "i")):
+        return m.group()
+    return f"{word}'{clitic or bare}"
 
 
 def _expand(sentence: str) -> str:
+    if " '" in sentence or " n" in sentence or " s" in sentence or " m" in sentence:
+        sentence = _SPLIT_CONTRACTION.sub(_join_contraction, sentence)
     if "'" in sentence or "thats" in sentence or "dont" in sentence:
         sentence = _CONTRACTION.sub(_contraction, sentence).replace("'", " ")
     if "-" in sentence:
@@ -889,9 +925,13 @@ def _drop_signoff(lines: list[str], latin_names: frozenset[str]) -> list[str]:
 
 
 def _thanks_at_edge(clause: str) -> bool:
-    """The clause starts (after filler) or ends with a thanks marker."""
+    """The clause starts (after filler) with a thanks marker: "thanks for X".
+
+    A trailing thanks ("East part of town thank you") does not make the words before it
+    gratitude: they are an answer or a request, politely closed.
+    """
     words = [w for w in clause.split() if w not in FILLER]
-    return bool(words) and MARK["thanks"] in (words[0][0], words[-1][-1])
+    return bool(words) and words[0][0] == MARK["thanks"]
 
 
 def _clause_content(clause: str, latin_names: frozenset[str]) -> tuple[list[str], bool]:
@@ -902,6 +942,23 @@ def _clause_content(clause: str, latin_names: frozenset[str]) -> tuple[list[str]
     other = bool(_OTHER_LETTER.search(rest))
     content = words + ([cjk] if len(cjk) > 1 else [])
     return content, other
+
+
+# Beside a closing, other words are tolerated only when they are few: about four words, i.e.
+# four Latin-script words or eight Chinese characters (a Chinese word is ~2). Korean and
+# Japanese are not capped by length: their polite register routinely narrates relief at length
+# ("걱정했는데 한 번에 해결돼서 마음이 놓이네요"); their request and problem lexicons guard them.
+MAX_EXTRA_WORDS = 4
+MAX_EXTRA_HAN = 8
+_KANA_HANGUL = re.compile(r"[\u3040-\u30ff\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]")
+
+
+def _short(leftovers: list[str], text: str) -> bool:
+    """The content left beside a closing is short enough to be a remark, not a request."""
+    cjk = [len(_CJK_CHAR.findall(w)) for w in leftovers]
+    if cjk.count(0) > MAX_EXTRA_WORDS:
+        return False
+    return sum(cjk) <= MAX_EXTRA_HAN or bool(_KANA_HANGUL.search(text))
 
 
 _JAMO_WORDS = {"ㅇㅋ": " 오케이 ", "ㄱㅅ": " 감사 ", "ㄳ": " 감사 ", "ㅇㅇ": " 응 "}
@@ -974,7 +1031,7 @@ def detect(reply: str, sender: str = "") -> AckResult:
     if not soft and not partial:
         conf = 0.97 if cats - {"ok", "greeting"} else 0.93
         return AckResult(True, conf, (f"only {label} after quote stripping: {shown!r}",), cats)
-    if cats & LICENSING and not other_script and soft <= max(2, full):
+    if cats & LICENSING and not other_script and soft <= max(2, full) and _short(leftovers, text):
         extra = " ".join(leftovers)[:40]
         return AckResult(
             True,

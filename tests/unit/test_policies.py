@@ -135,6 +135,10 @@ ACKS = [
     "好的，谢谢！",
     "已经解决了，非常感谢！",
     "明白了，辛苦了！",
+    "That 's all . Thank you !",  # tokenised contractions, as some clients and corpora write
+    "No, I think that covers everything. Thanks so much!",
+    "好的，谢谢，我没有其它问题了！",
+    "清楚了，非常感谢你。",
 ]
 
 NOT_ACKS = [
@@ -163,6 +167,11 @@ NOT_ACKS = [
     "谢谢，但是还是不能登录。",
     "谢谢！另外我想问一下发票的事。",
     "Thanks 😡",
+    "Italian would be nice thank you",  # a trailing thanks does not make an answer gratitude
+    "Thanks, that's all. My new address is Baker Street and the parcel went to the old one.",
+    "Thanks, that's all for now. I moved house last week and the courier keeps going there.",
+    "太好了，那把这个酒店的地址给我一下。",
+    "好的，收到，我要找个可以接待外宾的高档型酒店。",
 ]
 
 
@@ -351,3 +360,40 @@ def test_sgd_dev_acknowledgement_precision_and_recall() -> None:
         precision, recall = tp / (tp + fp), tp / (tp + fn)
         assert precision >= PRECISION_MIN, (field, precision)
         assert recall >= RECALL_MIN, (field, recall)
+
+
+# ----------------------------------------------------------------------------- held-out split
+
+
+def test_held_out_rule_is_fixed() -> None:
+    from eval.split import is_held_out, split
+
+    # sha256("multiwoz-val-PMUL1635-4")[:8] = 0xf8d7465c, divisible by 5: held out
+    assert is_held_out("multiwoz-val-PMUL1635-4")
+    assert not is_held_out("multiwoz-val-PMUL1635-2")
+    rows = [{"id": f"x-{i}"} for i in range(2000)]
+    dev, held = split(rows)
+    assert len(dev) + len(held) == 2000 and 300 < len(held) < 500  # about 20%
+    assert split(reversed(rows))[1] == held[::-1]  # depends on the id only, not the order
+
+
+# Unseen-data regression guard on the held-out parts of MultiWOZ (en) and CrossWOZ (zh), never
+# used to develop the rules: false acknowledgements (a request parked on a solved ticket) per
+# scored item. Measured 0 / 1,360 and 0 / 846 on `text` and `email` (eval/policies.py); the
+# bound allows about one item per set, as a regression guard, not a target.
+FALSE_ACK_RATE_MAX = 0.0015
+HELD_OUT_RECALL_MIN = 0.85  # measured 0.874 (MultiWOZ) and 0.877 (CrossWOZ)
+
+
+@pytest.mark.parametrize("name", ["multiwoz_val", "crosswoz_val"])
+def test_held_out_false_ack_rate(name: str) -> None:
+    from eval.policies import followup_score
+    from eval.split import split
+
+    path = DATA / "followups" / f"{name}.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    held = split(rows)[1]
+    for field in ("text", "email"):
+        score = followup_score(ContentAware(), held, field)
+        assert score.fp / score.n <= FALSE_ACK_RATE_MAX, (field, score)
+        assert score.recall >= HELD_OUT_RECALL_MIN, (field, score)
