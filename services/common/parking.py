@@ -29,6 +29,11 @@ log = structlog.get_logger()
 Handler = Callable[[int, Envelope], Awaitable[None]]
 
 
+class Permanent(Exception):
+    """Raised by a handler when retrying cannot help (a 4xx answer): the event is parked
+    at once instead of after the consumer's retry budget."""
+
+
 class Parked(msgspec.Struct, frozen=True, kw_only=True):
     """One park record: which consumer gave up on which event, why, after how many tries."""
 

@@ -114,7 +114,7 @@ async def _handle(js: JetStreamContext, ns: str, durable: str, handler: Handler,
         except Exception as exc:
             stop_if_cancelled()
             log.exception("handler_failed", consumer=durable, attempt=delivered)
-            if policy.exhausted(delivered):
+            if policy.exhausted(delivered) or isinstance(exc, parking.Permanent):
                 await parking.park(js, ns, durable, seq, msg.data,
                                    f"{type(exc).__name__}: {exc}", delivered)
                 await msg.term()

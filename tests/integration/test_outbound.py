@@ -1,9 +1,13 @@
-"""Agent replies go out by SMTP with threading headers; customers' answers come back in."""
+"""Agent replies go out by SMTP with threading headers; customers' answers come back in.
+Webhooks: one consumer per endpoint, so a down endpoint delays and parks only its own events."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from email import message_from_bytes, policy
 from typing import Any
@@ -12,10 +16,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from nats.aio.client import Client
 
-from services.common.runtime import consume
-from services.notify.app import Notifier, Webhooks, signature
+from services.common import parking
+from services.common.events import ReplySent, TicketSolved, encode, envelope
+from services.common.settings import Settings
+from services.notify.app import MAIL, serve
+from services.notify.webhooks import durable_for, signature
 from tests.conftest import Stack, eventually, free_port, mail
+from tests.integration.test_parking import _fast_retries
 
 
 class Sink:
@@ -28,13 +37,51 @@ class Sink:
         self.mails.append(envelope.original_content or b"")
         return "250 OK"
 
+    def by_message_id(self) -> Counter[str]:
+        """How often each Message-ID arrived."""
+        return Counter(str(message_from_bytes(m, policy=policy.default)["Message-ID"])
+                       for m in self.mails)
+
+    async def start(self) -> tuple[asyncio.Server, int]:
+        port = free_port()
+        server = await asyncio.get_running_loop().create_server(
+            lambda: SMTP(self), "127.0.0.1", port)
+        return server, port
+
+
+def notify_settings(ns: str, smtp_port: int, *urls: str) -> Settings:
+    return Settings.from_env({"TIDYDESK_NAMESPACE": ns, "TIDYDESK_WEBHOOK_SECRET": "s3cret",
+                              "TIDYDESK_WEBHOOK_URLS": ",".join(urls),
+                              "TIDYDESK_SMTP_RELAY": f"127.0.0.1:{smtp_port}"})
+
+
+def reply(ticket: str, n: int) -> ReplySent:
+    return ReplySent(ticket_id=ticket, message_id=f"r{n}.{ticket}@acme.example", agent="kim",
+                     text=f"Answer {n}", sender="support@acme.example",
+                     to="alice@example.com", subject=f"Re: case {ticket}",
+                     reply_to="support+tok@acme.example")
+
+
+async def publish(nc: Client, ns: str, event: ReplySent | TicketSolved, key: str) -> str:
+    env = envelope(event, subject=event.ticket_id, key=key)
+    await nc.jetstream().publish(f"{ns}.tickets.{event.ticket_id}", encode(env))
+    return env.id
+
+
+async def consumers_exist(nc: Client, ns: str, *durables: str) -> None:
+    """Wait until serve() created the webhook consumers (they start at new events)."""
+    async def check() -> bool:
+        names = {c.name for c in await nc.jetstream().consumers_info(f"{ns.upper()}_EVENTS")}
+        return names.issuperset(durables)
+
+    await eventually(check)
+
 
 @pytest.fixture
-async def notify(stack: Stack) -> AsyncIterator[tuple[Sink, list[tuple[bytes, str]]]]:
+async def notify(stack: Stack, nc: Client) -> AsyncIterator[tuple[Sink, list[tuple[bytes, str]]]]:
     sink, hooks_seen = Sink(), []
-    smtp_port, hook_port = free_port(), free_port()
-    server = await asyncio.get_running_loop().create_server(
-        lambda: SMTP(sink), "127.0.0.1", smtp_port)
+    server, smtp_port = await sink.start()
+    hook_port = free_port()
 
     async def receive(request: web.Request) -> web.Response:
         hooks_seen.append((await request.read(), request.headers["X-Tidydesk-Signature"]))
@@ -45,10 +92,10 @@ async def notify(stack: Stack) -> AsyncIterator[tuple[Sink, list[tuple[bytes, st
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", hook_port).start()
+    settings = notify_settings(stack.ns, smtp_port, f"http://127.0.0.1:{hook_port}/hook")
     async with aiohttp.ClientSession() as http:
-        notifier = Notifier(Webhooks(http, (f"http://127.0.0.1:{hook_port}/hook",), "s3cret"),
-                            f"127.0.0.1:{smtp_port}")
-        task = asyncio.create_task(consume(stack.js, stack.ns, "notify", notifier.handle))
+        task = asyncio.create_task(serve(nc, stack.js, settings, http))
+        await consumers_exist(nc, stack.ns, durable_for(settings.webhook_urls[0]))
         yield sink, hooks_seen
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -106,3 +153,84 @@ async def _ready(items: list[Any]) -> bool:
 
 async def _count(stack: Stack) -> int:
     return int(await stack.pool.fetchval("SELECT count(*) FROM messages"))
+
+
+class Endpoint:
+    """A real webhook receiver on loopback answering `status`; counts deliveries by ce-id."""
+
+    def __init__(self, port: int, status: int = 204) -> None:
+        self.port, self.status, self.seen = port, status, Counter[str]()
+        self.url = f"http://127.0.0.1:{port}/hook"
+        self.runner: web.AppRunner | None = None
+
+    async def start(self) -> Endpoint:
+        async def receive(request: web.Request) -> web.Response:
+            body = await request.read()
+            assert request.headers["X-Tidydesk-Signature"] == signature("s3cret", body)
+            self.seen[request.headers["ce-id"]] += 1
+            return web.Response(status=self.status)
+
+        app = web.Application()
+        app.add_routes([web.post("/hook", receive)])
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+async def test_down_endpoint_delays_nothing_else_parks_and_is_retried(
+        nc: Client, ns: str) -> None:
+    js, sink = nc.jetstream(), Sink()
+    await _fast_retries(nc, ns, MAIL)  # the webhook consumers copy this budget: 3 tries
+    smtp, smtp_port = await sink.start()
+    healthy = await Endpoint(free_port()).start()
+    gone = await Endpoint(free_port(), status=410).start()
+    down = Endpoint(free_port())  # nothing listens yet: connection refused
+    settings = notify_settings(ns, smtp_port, down.url, healthy.url, gone.url)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        task = asyncio.create_task(serve(nc, js, settings, http))
+        try:
+            await consumers_exist(nc, ns, *(durable_for(u) for u in settings.webhook_urls))
+            started = time.monotonic()
+            ids = [await publish(nc, ns, reply(f"t{n}", n), f"r{n}") for n in range(3)]
+            ids += [await publish(nc, ns, TicketSolved(ticket_id=f"t{n}"), f"s{n}")
+                    for n in range(3)]
+
+            async def mailed_and_posted() -> bool:
+                return len(sink.mails) == 3 and set(healthy.seen) == set(ids)
+
+            await eventually(mailed_and_posted, within=5)
+            print(f"mail and healthy endpoint done in {time.monotonic() - started:.2f}s")
+            assert set(sink.by_message_id().values()) == {1}
+
+            async def parked() -> list[parking.Parked]:
+                rows = [r for _, r in await parking.records(js, ns)]
+                return rows if len(rows) == 12 else []
+
+            rows = await eventually(parked)  # 6 events x (down after 3 tries, gone at once)
+            assert {r.consumer for r in rows} == {durable_for(down.url), durable_for(gone.url)}
+            assert {r.attempts for r in rows if r.consumer == durable_for(down.url)} == {3}
+            assert {r.attempts for r in rows if r.consumer == durable_for(gone.url)} == {1}
+            assert all("410" in r.error for r in rows if r.consumer == durable_for(gone.url))
+            assert set(healthy.seen.values()) == {1}  # others' retries never re-post here
+            assert len(sink.mails) == 3  # nor re-mail
+
+            await down.start()  # the endpoint is back: the operator retries its events
+            for record_seq, record in await parking.records(js, ns):
+                if record.consumer == durable_for(down.url):
+                    args = argparse.Namespace(action="retry", id=record_seq)
+                    assert await asyncio.wait_for(parking._run(nc, ns, args), 10) == 0
+            assert set(down.seen) == set(ids) and set(down.seen.values()) == {1}
+            assert {r.consumer for _, r in await parking.records(js, ns)} == {
+                durable_for(gone.url)}
+            assert set(healthy.seen.values()) == {1} and len(sink.mails) == 3
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            for endpoint in (healthy, gone, down):
+                await endpoint.stop()
+            smtp.close()

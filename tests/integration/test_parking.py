@@ -109,7 +109,7 @@ async def test_event_a_worker_died_on_is_parked_by_the_server_advisory(
 
 async def test_topology_consumers_have_a_bounded_retry_budget(nc: Client, ns: str) -> None:
     js = nc.jetstream()
-    for durable in ("threading", "policy", "notify"):
+    for durable in ("threading", "policy", "notify-mail"):
         cfg = (await js.consumer_info(f"{ns.upper()}_EVENTS", durable)).config
         assert cfg.max_deliver and cfg.max_deliver > len(cfg.backoff or ()) > 0
         assert cfg.ack_policy == api.AckPolicy.EXPLICIT
