@@ -3,9 +3,10 @@
 1. Auto-replies never reopen.
 2. A reply that only thanks / confirms / says goodbye (multilingual, see `ack`) acknowledges:
    the ticket stays solved.
-3. Otherwise the reply is compared with the ticket (see `topic`): an explicit new-topic marker
-   ("separately", "別件", "另外"), a new order id where the ticket had others, or - weeks after the
-   close - no shared topic with the ticket makes it a `split` (new linked ticket).
+3. Otherwise the reply is compared with the ticket (see `topic`): content the ticket never
+   mentioned - above all a new question - makes it a `split` (new linked ticket); the bar is
+   higher soon after the close and lower weeks later, and a new-topic marker ("separately",
+   "別件") counts towards it. So does a new order id where the ticket had others.
 4. Everything else reopens; so does anything uncertain, because a wrongly parked request is the
    worst outcome.
 """
@@ -15,11 +16,7 @@ from __future__ import annotations
 from services.policy import ack, topic
 from services.policy.base import Decision, FollowUp, TicketView, Verdict
 
-LONG_AFTER = 30.0  # days: replies later than this need shared topic words to reopen
-MEDIUM_AFTER = 14.0  # days: from here a reply with no shared topic at all is split
 LOW_OVERLAP = 0.2  # share of the reply's content units found in the ticket
-NO_OVERLAP = 0.1
-MIN_UNITS = 4  # fewer content units than this ("any update?") says too little to split on
 
 
 class ContentAware:
@@ -54,24 +51,15 @@ class ContentAware:
             return self._decision(
                 "reopen", 0.9, why, f"mentions the ticket's reference {ev.shared_ids[0]}"
             )
-        if ev.new_topic_marker:
-            return self._decision(
-                "split", 0.8, why, f"new-topic marker {ev.new_topic_marker!r}{after}"
-            )
         if ev.new_ids and ev.ticket_has_ids and ev.overlap < LOW_OVERLAP:
             return self._decision(
                 "split", 0.7, why, f"new reference {ev.new_ids[0]} not in the ticket{after}"
             )
-        if age is not None and ev.units >= MIN_UNITS and not ev.back_reference:
-            if age > LONG_AFTER and ev.overlap < LOW_OVERLAP:
-                return self._decision(
-                    "split",
-                    0.6 + min(age, 180.0) / 900 + (LOW_OVERLAP - ev.overlap),
-                    why,
-                    _topic_reason(ev) + after,
-                )
-            if age > MEDIUM_AFTER and ev.overlap < NO_OVERLAP and not ev.continuation_marker:
-                return self._decision("split", 0.55, why, _topic_reason(ev) + after)
+        if topic.is_new_topic(ev, age):
+            margin = topic.score(ev) - topic.split_threshold(age)
+            return self._decision(
+                "split", min(0.6 + margin / 2, 0.9), why, _topic_reason(ev) + after
+            )
         reasons = [why]
         if ev.shared:
             reasons.append(f"shares topic words with the ticket: {', '.join(ev.shared)}")
@@ -87,6 +75,12 @@ class ContentAware:
 
 
 def _topic_reason(ev: topic.TopicEvidence) -> str:
-    if not ev.shared:
-        return "no shared topic with the ticket"
-    return f"little shared topic with the ticket ({ev.overlap:.0%}: {', '.join(ev.shared)})"
+    new = f"{ev.novelty:.0%} of its content"
+    if ev.ask_novelty:
+        new += f" and {ev.ask_novelty:.0%} of what it asks"
+    reason = f"new topic: {new} not in the ticket"
+    if ev.shared:
+        reason += f" (shared: {', '.join(ev.shared)})"
+    if ev.new_topic_marker:
+        reason += f"; new-topic marker {ev.new_topic_marker!r}"
+    return reason
