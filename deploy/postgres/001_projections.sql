@@ -1,5 +1,7 @@
 -- Queue projections, rebuilt from the event stream by `tidydesk replay`.
 -- Every column is derived from events (times are event times), so a rebuild equals the live state.
+-- A replay builds a fresh schema from these files and swaps it in for the live one: keep state
+-- that is not derived from events out of this schema.
 CREATE TABLE checkpoints (
     name text PRIMARY KEY,
     seq  bigint NOT NULL

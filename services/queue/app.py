@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
 
-from services.common import db
+from services.common import db, parking
 from services.common.runtime import open_bus
 from services.common.settings import Settings
 from services.common.store import JetStreamEventStore, KvIndex, RawStore, close
@@ -19,15 +20,15 @@ from services.threading.engine import shared_secret
 log = structlog.get_logger()
 
 
-async def project_forever(projector: Projector) -> None:
-    """Keep projecting; a failure (PostgreSQL restart, …) restarts from the checkpoint."""
+async def forever(what: str, run: Callable[[], Awaitable[object]]) -> None:
+    """Keep `run` going; a failure (PostgreSQL restart, …) restarts it (from the checkpoint)."""
     while True:
         try:
-            await projector.run()
+            await run()
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("projection_failed_restarting")
+            log.exception(f"{what}_failed_restarting")
             await asyncio.sleep(1)
 
 
@@ -45,7 +46,12 @@ async def run(settings: Settings) -> None:
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()
     log.info("http_listening", host=settings.http_host, port=settings.http_port)
     try:
-        await project_forever(Projector(js, pool, ns))
+        projector = Projector(js, pool, ns)
+        await asyncio.gather(
+            forever("projection", projector.run),
+            forever("parked_retries", lambda: parking.serve_retries(
+                js, ns, projector.name, projector.retry)),
+        )
     finally:
         await runner.cleanup()
         await close(nc)  # unacked work is redelivered to the next instance

@@ -1,6 +1,14 @@
-"""Queue projections: the event stream applied to PostgreSQL, batch and checkpoint together."""
+"""Queue projections: the event stream applied to PostgreSQL, batch and checkpoint together.
+
+A batch that fails on a poison event (bad data, not a sick server) is bisected: the rest is
+applied, the poison event is parked (services.common.parking) and the checkpoint moves past
+it. `rebuild` projects the stream into a schema beside the live one and swaps it in.
+"""
 
 from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 
 import asyncpg
 import msgspec
@@ -8,6 +16,7 @@ import structlog
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext, api
 
+from services.common import db, parking
 from services.common.events import (
     Envelope,
     FollowupAcknowledged,
@@ -29,6 +38,13 @@ log = structlog.get_logger()
 TABLES = ("tickets", "messages", "rejected", "events")
 _json = msgspec.json.Encoder()
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+Batch = list[tuple[int, bytes]]
+WRITE_LOCK = 7367111  # pg_advisory_xact_lock(WRITE_LOCK, hashtext(schema)): one writer a time
+REPLAY_LOCK = 7367112  # pg_try_advisory_lock(REPLAY_LOCK, hashtext(ns)): one replay a time
+# SQLSTATE classes that name the event's data: data exception, integrity, program limit.
+# Not class 42 (undefined table, syntax): it names the SQL or schema, and parking would then
+# swallow every event; nor 08/53/57 (connection, resources, shutdown): those are transient.
+POISON_CLASSES = ("22", "23", "54")
 
 
 class CheckpointMoved(Exception):
@@ -107,79 +123,210 @@ async def apply(conn: Conn, seq: int, env: Envelope) -> None:
     )
 
 
+def is_poison(exc: BaseException) -> bool:
+    """Would applying this event fail the same way again? Then park it instead of retrying."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(exc.sqlstate)[:2] in POISON_CLASSES
+    # encoding failures; asyncpg's client-side DataError is a ValueError, a lost connection
+    # (InterfaceError, OSError) is not
+    return isinstance(exc, ValueError | TypeError | msgspec.MsgspecError)
+
+
 class Projector:
     """Reads the event stream from the stored checkpoint and applies it in batches."""
 
     def __init__(self, js: JetStreamContext, pool: asyncpg.Pool, ns: str,
-                 name: str = "queue", batch: int = 256) -> None:
+                 name: str = "queue", batch: int = 256,
+                 progress: Callable[[int], None] | None = None) -> None:
         self.js, self.pool, self.ns, self.name, self.batch = js, pool, ns, name, batch
         self.stream = f"{ns.upper()}_EVENTS"
+        self.progress = progress  # called with the checkpoint after every batch
+        self.parked: set[int] = set()  # stream sequences this projector gave up on
+        self.known: set[int] = set()  # sequences with a park record already: not parked again
 
     async def checkpoint(self) -> int:
         value = await self.pool.fetchval("SELECT seq FROM checkpoints WHERE name = $1", self.name)
         return int(value or 0)
 
-    async def reset(self) -> None:
-        """Empty the projection and its checkpoint (the start of a replay)."""
+    async def reset(self, seq: int = 0) -> None:
+        """Empty the projection and set its checkpoint to `seq` (the start of a replay)."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(f"TRUNCATE {', '.join(TABLES)}")
             await conn.execute(
-                "INSERT INTO checkpoints VALUES ($1, 0) ON CONFLICT (name) DO UPDATE SET seq = 0",
-                self.name,
+                "INSERT INTO checkpoints VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET seq = $2",
+                self.name, seq,
             )
 
-    async def _apply_batch(self, msgs: list[tuple[int, bytes]]) -> int:
+    async def retry(self, seq: int, env: Envelope) -> None:
+        """Apply one parked event again, in its own transaction; the checkpoint stays."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO checkpoints VALUES ($1, 0) ON CONFLICT (name) DO NOTHING", self.name
-            )
-            done = int(await conn.fetchval(
-                "SELECT seq FROM checkpoints WHERE name = $1 FOR UPDATE", self.name
-            ))
-            if msgs and msgs[0][0] > done + 1:
-                raise CheckpointMoved(done)
-            for seq, data in msgs:
-                if seq <= done:
-                    continue  # another projector instance got here first
-                try:
-                    env = decode(data)
-                except msgspec.MsgspecError as exc:
-                    log.error("event_undecodable", seq=seq, error=str(exc))
-                    continue
-                await apply(conn, seq, env)
-                done = seq
-            await conn.execute("UPDATE checkpoints SET seq = $2 WHERE name = $1", self.name, done)
+            await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
+                               WRITE_LOCK)
+            await apply(conn, seq, env)
+
+    async def apply_batch(self, conn: Conn, msgs: Batch, after: int) -> int:
+        """Apply the events past the checkpoint and move it, in the caller's transaction.
+
+        `after` is the checkpoint the caller read from; a lower one now means a reset.
+        """
+        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
+                           WRITE_LOCK)
+        await conn.execute(
+            "INSERT INTO checkpoints VALUES ($1, 0) ON CONFLICT (name) DO NOTHING", self.name
+        )
+        done = int(await conn.fetchval(
+            "SELECT seq FROM checkpoints WHERE name = $1 FOR UPDATE", self.name
+        ))
+        if done < after:
+            raise CheckpointMoved(done)
+        fresh = [(seq, data) for seq, data in msgs if seq > done]  # others may be further
+        if not fresh:
             return done
+        events: list[tuple[int, bytes, Envelope]] = []
+        for seq, data in fresh:
+            try:
+                events.append((seq, data, decode(data)))
+            except msgspec.MsgspecError as exc:
+                await self._park(seq, data, f"undecodable event: {exc}")
+        await self._apply_all(conn, events)
+        done = fresh[-1][0]
+        await conn.execute("UPDATE checkpoints SET seq = $2 WHERE name = $1", self.name, done)
+        return done
+
+    async def _apply_all(self, conn: Conn, events: list[tuple[int, bytes, Envelope]]) -> None:
+        """Apply in order under a savepoint; on a poison failure bisect and park the culprit."""
+        if not events:
+            return
+        try:
+            async with conn.transaction():
+                for seq, _, env in events:
+                    await apply(conn, seq, env)
+        except Exception as exc:
+            if not is_poison(exc):
+                raise  # transient: the whole transaction goes, the checkpoint stays
+            if len(events) == 1:
+                await self._park(events[0][0], events[0][1], f"{type(exc).__name__}: {exc}")
+                return
+            half = len(events) // 2
+            await self._apply_all(conn, events[:half])
+            await self._apply_all(conn, events[half:])
+
+    async def _park(self, seq: int, data: bytes, error: str) -> None:
+        self.parked.add(seq)
+        if seq not in self.known:
+            await parking.park(self.js, self.ns, self.name, seq, data, error, 1)
+
+    async def _read(self, start: int, end: int | None) -> AsyncGenerator[Batch, None]:
+        """The stream from `start` in batches; with `end`, until past it or a quiet second."""
+        sub = await self.js.pull_subscribe(
+            "", stream=self.stream,
+            config=api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
+                ack_policy=api.AckPolicy.NONE, inactive_threshold=60.0,
+            ),
+        )
+        try:
+            while True:
+                try:
+                    msgs = await sub.fetch(self.batch, timeout=1.0)
+                except (TimeoutError, NatsTimeout):
+                    stop_if_cancelled()
+                    if end is not None:
+                        return
+                    continue
+                yield [(m.metadata.sequence.stream, m.data) for m in msgs]
+                if end is not None and msgs[-1].metadata.sequence.stream >= end:
+                    return
+        finally:
+            await sub.unsubscribe()
+
+    async def _last_seq(self) -> int:
+        return int((await self.js.stream_info(self.stream)).state.last_seq)
 
     async def run(self, stop_at_end: bool = False) -> int:
         """Project until cancelled (or, with stop_at_end, until the stream's end)."""
         while True:
-            start = await self.checkpoint() + 1
-            end = (await self.js.stream_info(self.stream)).state.last_seq
-            if stop_at_end and start > end:
-                return start - 1
-            sub = await self.js.pull_subscribe(
-                "", stream=self.stream,
-                config=api.ConsumerConfig(
-                    deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
-                    ack_policy=api.AckPolicy.NONE, inactive_threshold=60.0,
-                ),
-            )
+            done = await self.checkpoint()
+            end = await self._last_seq() if stop_at_end else None
+            if end is not None and done >= end:
+                return done
             try:
-                while True:
-                    try:
-                        msgs = await sub.fetch(self.batch, timeout=1.0)
-                    except (TimeoutError, NatsTimeout):
-                        stop_if_cancelled()
-                        if stop_at_end:
-                            break
-                        continue
-                    done = await self._apply_batch(
-                        [(m.metadata.sequence.stream, m.data) for m in msgs]
-                    )
-                    if stop_at_end and done >= end:
-                        return done
+                async with aclosing(self._read(done + 1, end)) as batches:
+                    async for msgs in batches:
+                        async with self.pool.acquire() as conn, conn.transaction():
+                            done = await self.apply_batch(conn, msgs, done)
+                        if self.progress:
+                            self.progress(done)
             except CheckpointMoved as moved:
                 log.info("projection_restart", checkpoint=int(str(moved.args[0])))
-            finally:
-                await sub.unsubscribe()
+
+    async def catch_up(self, conn: Conn) -> int:
+        """Apply everything up to the stream's current end, in the caller's transaction."""
+        done = int(await conn.fetchval(
+            "SELECT seq FROM checkpoints WHERE name = $1", self.name) or 0)
+        end = await self._last_seq()
+        while done < end:
+            async with aclosing(self._read(done + 1, end)) as batches:
+                async for msgs in batches:
+                    done = await self.apply_batch(conn, msgs, done)
+        return done
+
+
+class Rebuilt(msgspec.Struct, frozen=True):
+    """What a rebuild did: stream sequences first..last, and what the new projection holds."""
+
+    first: int
+    last: int
+    tickets: int
+    parked: int
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def rebuild(js: JetStreamContext, dsn: str, ns: str, from_seq: int = 1,
+                  progress: Callable[[int], None] | None = None) -> Rebuilt:
+    """Project the stream into schema `{ns}_build` beside the live `{ns}`, then swap it in.
+
+    The swap transaction takes the live projector's write lock, applies what arrived during
+    the build, and renames `{ns}` to `{ns}_old` and `{ns}_build` to `{ns}`: readers (whose
+    search_path names `{ns}`) see the old queue or the new one, never a half-built one, and a
+    running projector continues from the new checkpoint. Events before `from_seq` are left out.
+    """
+    build, old = f"{ns}_build", f"{ns}_old"
+    info = (await js.stream_info(f"{ns.upper()}_EVENTS")).state
+    if from_seq < 1 or from_seq > max(info.last_seq, 1):
+        raise ValueError(f"from_seq {from_seq} is outside the stream's sequences "
+                         f"1..{info.last_seq}")
+    admin = await asyncpg.connect(dsn, timeout=5)
+    try:
+        if not await admin.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))",
+                                    REPLAY_LOCK, ns):
+            raise RuntimeError(f"another replay of namespace {ns!r} is running")
+        # leftovers of an interrupted replay: a build never swapped in, or an old copy
+        await admin.execute(f"DROP SCHEMA IF EXISTS {_quote(build)} CASCADE;"
+                            f" DROP SCHEMA IF EXISTS {_quote(old)} CASCADE")
+        pool = await db.connect(dsn, build, attempts=1)
+        try:
+            await db.migrate(pool)
+            projector = Projector(js, pool, ns, progress=progress)
+            projector.known = {r.stream_seq for _, r in await parking.records(js, ns)
+                               if r.consumer == projector.name}
+            await projector.reset(from_seq - 1)
+            await projector.run(stop_at_end=True)
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                                   WRITE_LOCK, ns)
+                last = await projector.catch_up(conn)
+                tickets = int(await conn.fetchval("SELECT count(*) FROM tickets"))
+                if await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", ns):
+                    await conn.execute(f"ALTER SCHEMA {_quote(ns)} RENAME TO {_quote(old)}")
+                await conn.execute(f"ALTER SCHEMA {_quote(build)} RENAME TO {_quote(ns)}")
+        finally:
+            await pool.close()
+        await admin.execute(f"DROP SCHEMA IF EXISTS {_quote(old)} CASCADE")
+    finally:
+        await admin.close()
+    return Rebuilt(first=max(from_seq, info.first_seq), last=last, tickets=tickets,
+                   parked=len(projector.parked))

@@ -1,0 +1,136 @@
+"""The queue projector on real servers: poison events are parked, transient failures are not."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+import asyncpg
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from services.common import parking
+from services.common.events import Event, MessageReceived, TicketOpened, encode, envelope
+from services.queue.projection import Projector, is_poison
+from tests.conftest import eventually
+
+
+async def publish(js: JetStreamContext, ns: str, event: Event, key: str) -> int:
+    """An event straight onto the stream, bypassing intake and threading."""
+    channel = "tickets" if isinstance(event, TicketOpened) else "inbound"
+    env = envelope(event, subject=key, key=key)
+    return (await js.publish(f"{ns}.{channel}.{key}", encode(env))).seq
+
+
+def received(message_id: str, text: str = "hello") -> MessageReceived:
+    return MessageReceived(message_id=message_id, digest=message_id, mailbox="support@acme.example",
+                           sender="alice@example.com", subject="Printer", text=text)
+
+
+def opened(ticket_id: str, number: int) -> TicketOpened:
+    return TicketOpened(ticket_id=ticket_id, number=number, subject="Printer",
+                        requester="alice@example.com", mailbox="support@acme.example",
+                        message_id=f"{ticket_id}@example.com")
+
+
+async def test_poison_events_in_a_batch_are_parked_and_the_rest_applied(
+        nc: Client, pool: asyncpg.Pool, ns: str) -> None:
+    js = nc.jetstream()
+    await publish(js, ns, received("m1"), "m1")
+    nul = await publish(js, ns, received("m2", "bad \x00 byte"), "m2")  # PostgreSQL refuses NUL
+    await publish(js, ns, opened("t1", 1), "t1")
+    huge = await publish(js, ns, opened("t2", 2**70), "t2")  # out of bigint range
+    garbage = (await js.publish(f"{ns}.inbound.junk", b"not an event")).seq
+    last = await publish(js, ns, received("m3"), "m3")
+
+    projector = Projector(js, pool, ns)
+    assert await projector.run(stop_at_end=True) == last  # one batch: all six fit
+    assert await projector.checkpoint() == last
+    assert [r["message_id"] for r in await pool.fetch(
+        "SELECT message_id FROM messages ORDER BY 1")] == ["m1", "m3"]
+    assert [r["id"] for r in await pool.fetch("SELECT id FROM tickets")] == ["t1"]
+    rows = {r.stream_seq: r for _, r in await parking.records(js, ns)}
+    assert sorted(rows) == sorted(projector.parked) == [nul, huge, garbage]
+    assert {r.consumer for r in rows.values()} == {"queue"}
+    assert "CharacterNotInRepertoire" in rows[nul].error
+    assert "undecodable" in rows[garbage].error
+
+    # nothing was fixed: `tidydesk parked retry` runs the projector's handler and fails again
+    retries = asyncio.create_task(parking.serve_retries(js, ns, "queue", projector.retry))
+    try:
+        record_seq = next(s for s, r in await parking.records(js, ns) if r.stream_seq == nul)
+        args = argparse.Namespace(action="retry", id=record_seq)
+        assert await asyncio.wait_for(parking._run(nc, ns, args), 10) == 1
+        again = [r for _, r in await parking.records(js, ns) if r.stream_seq == nul]
+        assert [r.attempts for r in again] == [2]
+        assert await projector.checkpoint() == last
+        assert await pool.fetchval("SELECT count(*) FROM messages") == 2
+    finally:
+        retries.cancel()
+
+
+async def test_parked_retry_applies_the_event_without_touching_the_checkpoint(
+        nc: Client, pool: asyncpg.Pool, ns: str) -> None:
+    js = nc.jetstream()
+    await publish(js, ns, opened("t1", 1), "t1")
+    clash = await publish(js, ns, opened("t2", 1), "t2")  # the same number: unique violation
+    projector = Projector(js, pool, ns)
+    await projector.run(stop_at_end=True)
+    (record_seq, record), = await parking.records(js, ns)
+    assert record.stream_seq == clash and "UniqueViolation" in record.error
+
+    await pool.execute("UPDATE tickets SET number = 100 WHERE id = 't1'")  # the operator's fix
+    retries = asyncio.create_task(parking.serve_retries(js, ns, "queue", projector.retry))
+    try:
+        args = argparse.Namespace(action="retry", id=record_seq)
+        assert await asyncio.wait_for(parking._run(nc, ns, args), 10) == 0
+    finally:
+        retries.cancel()
+    assert await parking.records(js, ns) == []
+    assert {r["id"] for r in await pool.fetch("SELECT id FROM tickets")} == {"t1", "t2"}
+    assert await projector.checkpoint() == clash
+
+
+async def test_lost_connection_mid_batch_is_not_parked_and_the_restart_applies_it(
+        nc: Client, pool: asyncpg.Pool, ns: str, database_url: str) -> None:
+    js = nc.jetstream()
+    for i in range(3):
+        last = await publish(js, ns, received(f"m{i}"), f"m{i}")
+    blocker = await asyncpg.connect(database_url, server_settings={"search_path": ns})
+    try:
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+        projector = Projector(js, pool, ns)
+        task = asyncio.create_task(projector.run())
+
+        async def stuck() -> int | None:  # the projector's backend, waiting inside its batch
+            pid: int | None = await pool.fetchval(  # not in blocker's transaction: a snapshot
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE 'INSERT INTO messages%' AND pid <> pg_backend_pid()")
+            return pid
+
+        pid = await eventually(stuck)
+        await blocker.execute("SELECT pg_terminate_backend($1)", pid)
+        await tx.rollback()
+        await asyncio.wait([task], timeout=10)
+        assert task.done() and not is_poison(task.exception() or Exception())
+    finally:
+        await blocker.close()
+    assert await parking.records(js, ns) == [] and projector.parked == set()
+    assert await projector.checkpoint() == 0
+    assert await Projector(js, pool, ns).run(stop_at_end=True) == last
+    assert await pool.fetchval("SELECT count(*) FROM messages") == 3
+
+
+def test_poison_is_data_and_transient_is_the_server() -> None:
+    from asyncpg import exceptions as pg
+
+    assert is_poison(pg.CharacterNotInRepertoireError("NUL"))
+    assert is_poison(pg.UniqueViolationError("dup"))
+    assert is_poison(ValueError("encode"))
+    for transient in (pg.AdminShutdownError("bye"), pg.CannotConnectNowError("starting"),
+                      pg.ConnectionDoesNotExistError("gone"), pg.UndefinedTableError("gone"),
+                      pg.TooManyConnectionsError("full"), ConnectionResetError(),
+                      pg.InvalidCachedStatementError("plan")):
+        assert not is_poison(transient), transient
