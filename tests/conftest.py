@@ -21,6 +21,8 @@ from services.common.embedded import EmbeddedNats, EmbeddedPostgres
 from services.common.store import apply_topology, connect, topology_streams
 
 T = TypeVar("T")
+# several copies of a service run at once in the tests: each takes a free health port
+os.environ.setdefault("TIDYDESK_HEALTH_PORT", "0")
 
 
 def free_port() -> int:

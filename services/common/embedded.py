@@ -3,17 +3,21 @@
 PostgreSQL binaries come from the pgserver wheel when it is installed (CPython <= 3.12),
 else from a PostgreSQL installation on the machine (pg_ctl/initdb on PATH or in the usual
 Debian/Homebrew places). Both servers listen where they cannot collide with system ones:
-NATS on a random free port, PostgreSQL on a Unix socket only.
+NATS on a loopback port chosen free once and kept (in `home`/nats.port) so that restarts
+come back on the same URL, PostgreSQL on a Unix socket only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import glob
 import importlib.util
 import json
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,10 +25,41 @@ import time
 from pathlib import Path
 
 PG_USER = "tidydesk"  # PostgreSQL refuses to run as root; we drop to this system user
+_NO_SPACE = ("no space left", "enospc", "disk full", "insufficient storage")
 
 
 class EmbeddedError(RuntimeError):
     """An embedded server could not be started; the message says what to do."""
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether `exc` says the disk is full (worth retrying once space is freed)."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return any(word in str(exc).lower() for word in _NO_SPACE)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether binding `host:port` fails because something already listens there."""
+    if not port:
+        return False
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio and Go servers do
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def _tail(path: Path, size: int = 400) -> str:
+    """The end of a log file, on one line ('' if unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            return " ".join(f.read().decode(errors="replace").split())
+    except OSError:
+        return ""
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
@@ -51,39 +86,67 @@ def nats_binary() -> str:
 
 
 class EmbeddedNats:
-    """nats-server -js on a random loopback port, data under `home`."""
+    """nats-server -js on a loopback port that stays the same across restarts, data under
+    `home`."""
+
+    name = "NATS"
 
     def __init__(self, home: Path) -> None:
         self.home = home
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.port = 0  # once chosen, every restart of this instance comes back on it
+        self.port_file = home / "nats.port"
+        self.pid_file = home / "nats.pid"
+
+    def saved_port(self) -> int:
+        """The port an earlier run used (0: none)."""
+        try:
+            return int(self.port_file.read_text().strip())
+        except (OSError, ValueError):
+            return 0
 
     def start(self, timeout: float = 20.0) -> str:
+        """Start the server; the port of the last run when free, else a new free one."""
         store = self.home / "nats"
         ports = self.home / "nats-ports"
         store.mkdir(parents=True, exist_ok=True)
         ports.mkdir(parents=True, exist_ok=True)
         for old in ports.glob("*.ports"):
             old.unlink()
-        with open(self.home / "nats.log", "ab") as log:  # the child keeps its own handle
+        port = self.port or self.saved_port()
+        if port and port_in_use("127.0.0.1", port):
+            if self.port:  # running services expect this URL: wait until it is free
+                raise EmbeddedError(f"NATS port {port} is taken by another process")
+            port = 0
+        log_path = self.home / "nats.log"
+        with open(log_path, "ab") as log:  # the child keeps its own handle
             self.proc = subprocess.Popen(
-                [nats_binary(), "-js", "-a", "127.0.0.1", "-p", "-1", "-sd", str(store),
-                 "--ports_file_dir", str(ports), "-l", str(self.home / "nats.log")],
+                [nats_binary(), "-js", "-a", "127.0.0.1", "-p", str(port or -1),
+                 "-sd", str(store), "--ports_file_dir", str(ports), "-P", str(self.pid_file),
+                 "-l", str(log_path)],
                 stdout=log, stderr=log, start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise EmbeddedError(f"nats-server exited; see {self.home / 'nats.log'}")
+                raise EmbeddedError(f"nats-server exited with {self.proc.returncode}: "
+                                    f"…{_tail(log_path)}; see {log_path}")
             for f in ports.glob("*.ports"):
                 try:
                     self.url = json.loads(f.read_text())["nats"][0]
-                    return self.url
                 except (ValueError, KeyError, IndexError):
-                    pass  # being written
+                    continue  # being written
+                self.port = int(self.url.rpartition(":")[2])
+                with contextlib.suppress(OSError):  # disk full: the port is kept in memory
+                    self.port_file.write_text(f"{self.port}\n")
+                return self.url
             time.sleep(0.05)
         self.stop()
         raise EmbeddedError("nats-server did not report its port in time")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
         if self.proc:
@@ -115,6 +178,8 @@ def pg_bindir() -> Path:
 
 class EmbeddedPostgres:
     """A PostgreSQL cluster under `home`/pg, reachable only through a Unix socket."""
+
+    name = "PostgreSQL"
 
     def __init__(self, home: Path) -> None:
         self.data = (home / "pg").resolve()
@@ -163,10 +228,19 @@ class EmbeddedPostgres:
             )
             if r.returncode:
                 raise EmbeddedError(
-                    f"PostgreSQL did not start: {r.stderr.strip()[-300:]}; "
-                    f"see {self.data / 'server.log'}"
+                    f"PostgreSQL did not start: {r.stderr.strip()[-300:]} "
+                    f"…{_tail(self.data / 'server.log', 300)}; see {self.data / 'server.log'}"
                 )
         return f"postgresql://postgres@/postgres?host={self.socket_dir}"
+
+    def alive(self) -> bool:
+        """Whether the postmaster named in postmaster.pid runs."""
+        try:
+            pid = int((self.data / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, 0)
+        except (OSError, ValueError, IndexError) as exc:
+            return isinstance(exc, PermissionError)
+        return True
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")

@@ -78,6 +78,8 @@ async def consume(js: JetStreamContext, ns: str, durable: str, handler: Handler,
                     msgs.pop(0)
     finally:
         retries.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await retries
         with contextlib.suppress(Exception):
             await advisories.unsubscribe()
 
@@ -154,19 +156,33 @@ async def _park_exhausted(js: JetStreamContext, ns: str, durable: str, advisory:
 
 
 def main(name: str, body: Callable[[Settings], Awaitable[None]]) -> None:
-    """Process entry point: configure logging, run `body` until SIGINT/SIGTERM."""
+    """Process entry point: check ports, serve /healthz and /readyz, run `body` until
+    SIGINT/SIGTERM."""
+    import sys
+
+    from services.common import health
+
     settings = Settings.from_env()
     logsetup.configure(settings.log_format, settings.log_level)
     structlog.contextvars.bind_contextvars(service=name)
+    try:
+        health.check_ports(health.ports(settings, (name,)))
+    except health.PortInUse as exc:
+        print(f"tidydesk {name}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
     async def run() -> None:
+        probes = await health.Server.start(settings, name)
         task = asyncio.ensure_future(body(settings))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
-        log.info("service_started")
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        log.info("service_started", health=f"http://{settings.health_host}:{probes.port}")
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            await probes.close()
         log.info("service_stopped")
 
     asyncio.run(run())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import msgspec
@@ -36,7 +37,14 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "TIDYDESK_IMAP_URLS": ("", "mailboxes to poll, comma-separated imaps://user:pass@host:port/INBOX"),
     "TIDYDESK_IMAP_POLL_SECONDS": ("30", "IMAP poll interval when the server has no IDLE"),
     "TIDYDESK_SMTP_RELAY": ("", "host:port of the SMTP relay for agent replies; empty = not sent"),
+    "TIDYDESK_HEALTH_HOST": ("127.0.0.1", "address of every service's /healthz and /readyz"),
+    "TIDYDESK_HEALTH_PORT": ("8090", "health port of ingest; threading, policy, notify, queue "
+                             "get the next ones (+1..+4); 0 = free ports chosen at start"),
 }
+SERVICES = ("ingest", "threading", "policy", "notify", "queue")  # health port order too
+SECRETS = frozenset({"TIDYDESK_WEBHOOK_SECRET"})
+_URL_PASSWORD = re.compile(r"(//[^:/@\s]*:)[^@/\s]*@")
+_QUERY_PASSWORD = re.compile(r"(password=)[^&\s]*", re.IGNORECASE)
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,6 +75,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     imap_urls: str = ""
     imap_poll_seconds: float = 30.0
     smtp_relay: str = ""
+    health_host: str = "127.0.0.1"
+    health_port: int = 8090
+
+    def health_port_of(self, service: str) -> int:
+        """The port of `service`'s health server: base + its place in SERVICES; 0 = any."""
+        return self.health_port + SERVICES.index(service) if self.health_port else 0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -79,6 +93,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return msgspec.convert(
             {**raw, "webhook_urls": hooks}, cls, strict=False, dec_hook=_dec_path
         )
+
+
+def redact(name: str, value: str) -> str:
+    """`value` of setting `name` with passwords, tokens and keys replaced by ***."""
+    if not value:
+        return value
+    if name in SECRETS:
+        return "***"
+    if name == "TIDYDESK_SMTP_AUTH":
+        return ",".join(f"{p.partition(':')[0]}:***" for p in value.split(",") if p.strip())
+    value = _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", value))
+    if name == "TIDYDESK_NATS_URL":  # nats://TOKEN@host
+        value = re.sub(r"//[^:/@\s]+@", "//***@", value)
+    return value
 
 
 def _dec_path(kind: type, value: object) -> object:

@@ -16,6 +16,7 @@ import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from services.common import health
 from services.common.runtime import consume, open_bus
 from services.common.settings import Settings
 from services.common.store import close
@@ -46,6 +47,7 @@ async def serve(nc: Client, js: JetStreamContext, settings: Settings,
 
 async def run(settings: Settings) -> None:
     nc, js = await open_bus(settings, "tidydesk-notify")
+    health.register("consumer", health.consumer(js, settings.namespace, MAIL))
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
             await serve(nc, js, settings, http)

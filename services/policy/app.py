@@ -7,6 +7,7 @@ from datetime import datetime
 import structlog
 from nats.js import JetStreamContext
 
+from services.common import health
 from services.common.events import (
     DecisionShadowed,
     Envelope,
@@ -122,7 +123,9 @@ class PolicyService:
 
 async def run(settings: Settings) -> None:
     get_policy(settings.policy)  # fail at start on an unknown policy name
+    health.register("consumer", health.waiting("connecting to JetStream"))
     nc, js = await open_bus(settings, "tidydesk-policy")
+    health.register("consumer", health.consumer(js, settings.namespace, "policy"))
     try:
         await consume(js, settings.namespace, "policy", PolicyService(js, settings).handle)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 from nats.js import JetStreamContext
 
+from services.common import health
 from services.common.events import Envelope, MessageReceived
 from services.common.runtime import consume, open_bus
 from services.common.settings import Settings
@@ -43,7 +44,9 @@ async def build(settings: Settings, js: JetStreamContext) -> ThreadingService:
 
 
 async def run(settings: Settings) -> None:
+    health.register("consumer", health.waiting("connecting to JetStream"))
     nc, js = await open_bus(settings, "tidydesk-threading")
+    health.register("consumer", health.consumer(js, settings.namespace, "threading"))
     try:
         service = await build(settings, js)
         await consume(js, settings.namespace, "threading", service.handle)

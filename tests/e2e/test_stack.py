@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -77,8 +78,16 @@ def env(tmp_path: Path, ns: str) -> Iterator[dict[str, str]]:
         "TIDYDESK_NAMESPACE": ns,
         "TIDYDESK_SMTP_PORT": str(free_port()),
         "TIDYDESK_HTTP_PORT": str(free_port()),
+        "TIDYDESK_HEALTH_PORT": "0",  # `tidydesk up` picks free ones
         "TIDYDESK_LOG_FORMAT": "json",
     }
+
+
+@pytest.fixture
+def embedded_env(env: dict[str, str]) -> dict[str, str]:
+    """`tidydesk up` starting its own nats-server and PostgreSQL under TIDYDESK_HOME."""
+    return {k: v for k, v in env.items()
+            if k not in ("TIDYDESK_NATS_URL", "TIDYDESK_DATABASE_URL")}
 
 
 def test_mail_reply_queue_solve_reopen_restart(tmp_path: Path, env: dict[str, str]) -> None:
@@ -127,3 +136,65 @@ def test_mail_reply_queue_solve_reopen_restart(tmp_path: Path, env: dict[str, st
         assert up.get(f"/tickets/{ticket['id']}")["message_count"] == 3
     finally:
         assert up.stop() == 0
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def test_embedded_nats_killed_comes_back_on_its_port(tmp_path: Path,
+                                                     embedded_env: dict[str, str]) -> None:
+    home = Path(embedded_env["TIDYDESK_HOME"])
+    first = tmp_path / "first.eml"
+    first.write_bytes(mail("kill-1@example.com", "Still there after the crash?"))
+    up = Up(tmp_path, embedded_env)
+    try:
+        deadline = time.monotonic() + 30
+        while "tidydesk: ready — " not in up.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        text = up.log.read_text()
+        assert text.count("tidydesk: ready — ") == 1, text[-3000:]
+        nats_url = re.search(r"^\s+NATS\s+(\S+) \(embedded\)", text, re.M)
+        assert nats_url, text[-3000:]
+        readyz = re.findall(r"(http://\S+/readyz)", text)
+        assert len(readyz) == 5
+
+        old_pid = int((home / "nats.pid").read_text())
+        os.kill(old_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+                "embedded NATS restarted" in up.log.read_text()
+                and all(_ready(u) for u in readyz)):
+            time.sleep(0.3)
+        text = up.log.read_text()
+        assert "tidydesk: embedded NATS died; restarting" in text, text[-3000:]
+        assert all(_ready(u) for u in readyz), text[-3000:]
+        assert int((home / "nats.pid").read_text()) != old_pid
+        port = nats_url.group(1).rpartition(":")[2]
+        listening = re.findall(r"Listening for client connections on 127.0.0.1:(\d+)",
+                               (home / "nats.log").read_text())
+        assert listening == [port, port]  # the services' URL stayed right
+
+        up.run("send", str(first))
+        up.wait("/tickets", lambda v: len(v["tickets"]) == 1)
+    finally:
+        assert up.stop() == 0, up.log.read_text()[-3000:]
+    assert up.log.read_text().count("tidydesk: ready — ") == 1
+
+
+def test_up_with_a_taken_port_names_the_setting(embedded_env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", int(embedded_env["TIDYDESK_SMTP_PORT"])))
+        taken.listen(1)
+        done = subprocess.run([*TIDYDESK, "up"], env=embedded_env, capture_output=True,
+                              text=True, timeout=30, check=False)
+    port = embedded_env["TIDYDESK_SMTP_PORT"]
+    assert done.returncode != 0
+    assert done.stderr.strip() == (f"tidydesk: TIDYDESK_SMTP_PORT={port} is in use (another "
+                                   "tidydesk?); set TIDYDESK_SMTP_PORT to a free port")
+    assert not Path(embedded_env["TIDYDESK_HOME"], "nats").exists()  # nothing was started
