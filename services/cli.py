@@ -587,6 +587,8 @@ def main(argv: list[str] | None = None) -> int:
         ("import", "services.ingest.imports", "import an mbox file or Maildir (resumable)"),
         ("policy", "services.policy.config", "show or set the policy per mailbox, shadow mode"),
         ("backtest", "services.policy.backtest", "replay follow-ups through a candidate policy"),
+        ("streams", "services.common.topology", "create missing streams and consumers; "
+         "--check shows what differs, --force applies the file"),
         ("parked", "services.common.parking", "events a consumer gave up on: list, show, retry, "
          "drop"),
     ):

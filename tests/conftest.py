@@ -101,6 +101,7 @@ class Stack:
     async def tasks(self) -> list[asyncio.Task[Any]]:
         from services.common.runtime import consume
         from services.policy.app import PolicyService
+        from services.queue.app import forever
         from services.queue.projection import Projector
         from services.threading.app import build
 
@@ -109,7 +110,7 @@ class Stack:
             asyncio.create_task(consume(self.js, self.ns, "threading", threading.handle)),
             asyncio.create_task(consume(self.js, self.ns, "policy",
                                         PolicyService(self.js, self.settings).handle)),
-            asyncio.create_task(Projector(self.js, self.pool, self.ns).run()),
+            asyncio.create_task(forever("projection", Projector(self.js, self.pool, self.ns).run)),
         ]
 
     async def tickets(self) -> list[dict[str, object]]:

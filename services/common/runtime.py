@@ -19,7 +19,8 @@ from services.common import log as logsetup
 from services.common import parking
 from services.common.events import Envelope, decode
 from services.common.settings import Settings
-from services.common.store import apply_topology, connect
+from services.common.store import connect
+from services.common.topology import apply_topology
 
 log = structlog.get_logger()
 Handler = Callable[[int, Envelope], Awaitable[None]]
@@ -39,7 +40,7 @@ async def open_bus(settings: Settings, name: str) -> tuple[Client, JetStreamCont
     js = nc.jetstream()
     while True:
         try:
-            await apply_topology(js, settings.namespace)
+            await apply_topology(js, settings.namespace, replicas=settings.replicas)
             return nc, js
         except Exception as exc:  # JetStream not ready yet (cluster electing, restarting)
             log.warning("jetstream_not_ready", error=str(exc) or type(exc).__name__)
@@ -71,6 +72,11 @@ async def consume(js: JetStreamContext, ns: str, durable: str, handler: Handler,
                 msgs = await sub.fetch(batch, timeout=5)
             except (TimeoutError, NatsTimeout):
                 stop_if_cancelled()
+                continue
+            except Exception as exc:  # reconnecting, leader election: wait, then fetch again
+                stop_if_cancelled()
+                log.warning("fetch_failed", consumer=durable, error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(1)
                 continue
             async with _keepalive(msgs):  # handled ones leave the list
                 while msgs:

@@ -37,6 +37,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "TIDYDESK_IMAP_URLS": ("", "mailboxes to poll, comma-separated imaps://user:pass@host:port/INBOX"),
     "TIDYDESK_IMAP_POLL_SECONDS": ("30", "IMAP poll interval when the server has no IDLE"),
     "TIDYDESK_SMTP_RELAY": ("", "host:port of the SMTP relay for agent replies; empty = not sent"),
+    "TIDYDESK_REPLICAS": ("1", "JetStream replicas of streams and buckets created (3 on a "
+                          "3-node cluster); existing ones are not changed"),
     "TIDYDESK_HEALTH_HOST": ("127.0.0.1", "address of every service's /healthz and /readyz"),
     "TIDYDESK_HEALTH_PORT": ("8090", "health port of ingest; threading, policy, notify, queue "
                              "get the next ones (+1..+4); 0 = free ports chosen at start"),
@@ -77,6 +79,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     smtp_relay: str = ""
     health_host: str = "127.0.0.1"
     health_port: int = 8090
+    replicas: int = 1
 
     def health_port_of(self, service: str) -> int:
         """The port of `service`'s health server: base + its place in SERVICES; 0 = any."""

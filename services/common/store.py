@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import nats
 import structlog
@@ -16,7 +15,6 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 from nats.js.errors import (
     APIError,
-    BadRequestError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
     NotFoundError,
@@ -24,12 +22,18 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
-from services.common.events import Envelope, Event, decode, encode, envelope, type_of
+from services.common.events import Envelope, Event, decode, encode, envelope
 from services.common.ticket import Ticket, fold
+from services.common.topology import TOPOLOGY as TOPOLOGY  # re-exported: older imports
+from services.common.topology import apply_topology as apply_topology
+from services.common.topology import fill_namespace as fill_namespace
+from services.common.topology import topology_streams as topology_streams
 
 log = structlog.get_logger()
-TOPOLOGY = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "jetstream.json"
 WRONG_LAST_SEQUENCE = 10071  # JSStreamWrongLastSequenceErrF
+SINGLE_GETS = 4  # a longer gap is read by one ephemeral consumer (see bench.e2e)
+REPLAY_IDLE = 5.0  # s: the server drops an ephemeral replay consumer left behind
+REPLAY_TIMEOUT = 5.0  # s to wait for the next event of a replay
 
 
 class Conflict(Exception):
@@ -56,7 +60,7 @@ async def connect(url: str, name: str) -> Client:
     while True:
         try:
             return await nats.connect(
-                url,
+                [u.strip() for u in url.split(",") if u.strip()],  # a cluster: every node
                 name=name,
                 error_cb=on_error,
                 disconnected_cb=on_disconnect,
@@ -71,44 +75,6 @@ async def connect(url: str, name: str) -> Client:
             log.warning("nats_unavailable", url=url, error=str(exc) or type(exc).__name__,
                         attempt=attempt)
             await asyncio.sleep(min(5.0, 0.5 * attempt))
-
-
-def fill_namespace(value: Any, ns: str) -> Any:
-    """Put the namespace into a deploy/nats value: {ns} as is, {NS} upper-cased."""
-    if isinstance(value, str):
-        return value.replace("{ns}", ns).replace("{NS}", ns.upper())
-    if isinstance(value, list):
-        return [fill_namespace(v, ns) for v in value]
-    return value
-
-
-async def apply_topology(js: JetStreamContext, ns: str, path: Path = TOPOLOGY) -> None:
-    """Create or update the streams, consumers and buckets defined in deploy/nats."""
-    spec = json.loads(path.read_text())  # noqa: ASYNC240 - one small local file at start
-    for raw in spec["streams"]:
-        cfg = api.StreamConfig.from_response({k: fill_namespace(v, ns) for k, v in raw.items()})
-        try:
-            await js.add_stream(cfg)
-        except BadRequestError:
-            await js.update_stream(cfg)
-    for raw in spec["consumers"]:
-        fields = {k: fill_namespace(v, ns) for k, v in raw.items() if k != "stream"}
-        stream = fill_namespace(raw["stream"], ns)
-        await js.add_consumer(stream, api.ConsumerConfig.from_response(fields))
-    for raw in spec["key_value"]:
-        fields = {k: fill_namespace(v, ns) for k, v in raw.items()}
-        await js.create_key_value(api.KeyValueConfig(**fields))
-    for raw in spec["object_stores"]:
-        fields = {k: fill_namespace(v, ns) for k, v in raw.items()}
-        await js.create_object_store(fields["bucket"], api.ObjectStoreConfig(**fields))
-
-
-def topology_streams(ns: str, path: Path = TOPOLOGY) -> list[str]:
-    """Names of every stream the topology creates (buckets included)."""
-    spec = json.loads(path.read_text())
-    return ([fill_namespace(s["name"], ns) for s in spec["streams"]]
-            + [f"KV_{fill_namespace(b['bucket'], ns)}" for b in spec["key_value"]]
-            + [f"OBJ_{fill_namespace(b['bucket'], ns)}" for b in spec["object_stores"]])
 
 
 class EventStore(Protocol):
@@ -151,10 +117,18 @@ class Decides:
 
 
 class JetStreamEventStore(Decides):
-    """EventStore on one JetStream stream; see deploy/nats/jetstream.json."""
+    """EventStore on one JetStream stream; see deploy/nats/jetstream.json.
 
-    def __init__(self, js: JetStreamContext, ns: str) -> None:
+    Folded tickets are kept in a per-process LRU cache with the stream sequence of their
+    last event. A load still asks the server for the ticket's last event (one round trip)
+    and reads only what came after the cached sequence, so another process's appends are
+    always seen; writes stay guarded by the expected-sequence check of `append`.
+    """
+
+    def __init__(self, js: JetStreamContext, ns: str, cache_size: int = 10_000) -> None:
         self.js, self.ns, self.stream = js, ns, f"{ns.upper()}_EVENTS"
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, tuple[Ticket, str]] = OrderedDict()  # -> (ticket, id)
 
     def ticket_subject(self, ticket_id: str) -> str:
         return f"{self.ns}.tickets.{ticket_id}"
@@ -177,51 +151,136 @@ class JetStreamEventStore(Decides):
             raise
         return not ack.duplicate
 
+    async def _last(self, subject: str) -> api.RawStreamMsg | None:
+        """The subject's last message (from the stream leader), None if it has none."""
+        try:
+            return await self.js.get_msg(self.stream, subject=subject)
+        except NotFoundError:
+            return None
+
     async def history(self, subject: str) -> list[tuple[int, Envelope]]:
-        """Every event on one subject, in order (direct gets by subject, no consumer)."""
+        """Every event on one subject, in order."""
+        last = await self._last(subject)
+        return [] if last is None else await self._after(subject, 0, last)
+
+    async def _after(self, subject: str, after: int, last: api.RawStreamMsg
+                     ) -> list[tuple[int, Envelope]]:
+        """The subject's events after `after` up to `last`: a few gets of one message each
+        (the usual gap is 0-2 events), then one ephemeral consumer for the rest."""
+        assert last.seq is not None and last.data is not None
         out: list[tuple[int, Envelope]] = []
-        seq = 1
-        while True:
-            try:
-                msg = await self.js.get_msg(self.stream, seq=seq, subject=subject, next=True)
-            except NotFoundError:
+        seq = after + 1
+        for _ in range(SINGLE_GETS):
+            if seq > last.seq:
                 return out
+            msg = last if seq == last.seq else await self.js.get_msg(
+                self.stream, seq=seq, subject=subject, next=True)
             assert msg.seq is not None and msg.data is not None
             out.append((msg.seq, decode(msg.data)))
             seq = msg.seq + 1
+        if seq <= last.seq:
+            out.extend(await self._replay(subject, seq, last.seq))
+        return out
+
+    async def _replay(self, subject: str, start: int, end: int) -> list[tuple[int, Envelope]]:
+        """Events of `subject` from `start` to `end` pushed by one ephemeral consumer."""
+        nc: Client = self.js._nc
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        out: list[tuple[int, Envelope]] = []
+        name = ""
+        try:
+            info = await self.js.add_consumer(self.stream, api.ConsumerConfig(
+                filter_subject=subject, deliver_subject=inbox, opt_start_seq=start,
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                ack_policy=api.AckPolicy.NONE, mem_storage=True, num_replicas=1,
+                inactive_threshold=REPLAY_IDLE))
+            name = info.name
+            while not out or out[-1][0] < end:
+                msg = await sub.next_msg(timeout=REPLAY_TIMEOUT)
+                out.append((msg.metadata.sequence.stream, decode(msg.data)))
+        finally:
+            await sub.unsubscribe()
+            if name:  # no need to wait for it: the consumer also expires when idle
+                with contextlib.suppress(Exception):
+                    await nc.publish(f"$JS.API.CONSUMER.DELETE.{self.stream}.{name}",
+                                     reply=nc.new_inbox())
+        return [(seq, env) for seq, env in out if seq <= end]
+
+    def _remember(self, ticket: Ticket, last_id: str) -> None:
+        """Cache a ticket unless a newer state of it is cached already."""
+        cached = self._cache.get(ticket.ticket_id)
+        if cached is None or cached[0].version < ticket.version:
+            self._cache[ticket.ticket_id] = (ticket, last_id)
+        self._cache.move_to_end(ticket.ticket_id)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
 
     async def load(self, ticket_id: str) -> Ticket:
-        return fold(ticket_id, await self.history(self.ticket_subject(ticket_id)))
+        """The ticket as of its last event: cached state plus whatever came after it."""
+        last = await self._last(self.ticket_subject(ticket_id))
+        if last is None:
+            self._cache.pop(ticket_id, None)
+            return Ticket(ticket_id=ticket_id)
+        assert last.seq is not None and last.data is not None
+        last_id = (last.headers or {}).get("Nats-Msg-Id") or decode(last.data).id
+        base, cached_id = self._cache.get(ticket_id, (None, ""))
+        if base is not None and (base.version > last.seq or (
+                base.version == last.seq and cached_id != last_id)):
+            base = None  # not this stream's history (recreated under the same name)
+        if base is not None and base.version == last.seq:
+            self._cache.move_to_end(ticket_id)
+            return base.copy()
+        ticket = fold(base or ticket_id, await self._after(
+            self.ticket_subject(ticket_id), base.version if base else 0, last))
+        self._remember(ticket, last_id)
+        return ticket.copy()
 
     async def append(
         self, ticket_id: str, items: Sequence[tuple[Event, str]], expected: int
     ) -> int:
         """Append (event, idempotency key) pairs if the ticket is still at `expected`."""
         subject = self.ticket_subject(ticket_id)
-        for event, key in items:
-            env = envelope(event, subject=ticket_id, key=key)
-            headers = {
-                "Nats-Msg-Id": env.id,
-                "Nats-Expected-Last-Subject-Sequence": str(expected),
-                "Nats-Expected-Last-Subject-Sequence-Subject": subject,
-                "ce-type": env.type,
-            }
-            try:
-                ack = await self.js.publish(subject, encode(env), headers=headers)
-            except APIError as exc:
-                if exc.err_code != WRONG_LAST_SEQUENCE:
-                    raise
-                # The server checks the expected sequence before Msg-Id dedupe, so a retry of
-                # a publish that did land looks like a conflict: recognise our own event.
-                last = await self.js.get_msg(self.stream, subject=subject)
-                if not last.data or decode(last.data).id != env.id:
-                    raise Conflict(ticket_id) from exc
-                assert last.seq is not None
-                expected = last.seq
-                continue
-            log.debug("event_appended", ticket_id=ticket_id, event_id=env.id,
-                      type=type_of(event), seq=ack.seq, duplicate=ack.duplicate)
-            expected = ack.seq
+        # What lands right after a cached state at `expected` extends it in the cache.
+        cached = self._cache.get(ticket_id)
+        base = cached[0] if cached and cached[0].version == expected else (
+            Ticket(ticket_id=ticket_id) if expected == 0 else None)
+        landed: list[tuple[int, Envelope]] = []
+        try:
+            for event, key in items:
+                env = envelope(event, subject=ticket_id, key=key)
+                headers = {
+                    "Nats-Msg-Id": env.id,
+                    "Nats-Expected-Last-Subject-Sequence": str(expected),
+                    "Nats-Expected-Last-Subject-Sequence-Subject": subject,
+                    "ce-type": env.type,
+                }
+                data = encode(env)
+                try:
+                    ack = await self.js.publish(subject, data, headers=headers)
+                except APIError as exc:
+                    if exc.err_code != WRONG_LAST_SEQUENCE:
+                        raise
+                    # The server checks the expected sequence before Msg-Id dedupe, so a
+                    # retry of a publish that did land looks like a conflict: recognise
+                    # our own event.
+                    base = None  # what lies between is unknown here: the next load reads it
+                    last = await self.js.get_msg(self.stream, subject=subject)
+                    if not last.data or decode(last.data).id != env.id:
+                        raise Conflict(ticket_id) from exc
+                    assert last.seq is not None
+                    expected = last.seq
+                    continue
+                log.debug("event_appended", ticket_id=ticket_id, event_id=env.id,
+                          type=env.type.partition(".")[2], seq=ack.seq,
+                          duplicate=ack.duplicate)
+                if ack.duplicate:
+                    base = None
+                landed.append((ack.seq, decode(data)))
+                expected = ack.seq
+        finally:  # also after a conflict half-way: what landed is still a valid state
+            if base is not None and landed:
+                self._remember(fold(base, landed), landed[-1][1].id)
         return expected
 
 

@@ -83,15 +83,25 @@ class Ticket(msgspec.Struct, kw_only=True):
         self.version = max(self.version, seq)
         self.updated_at = env.time
 
+    def copy(self) -> Ticket:
+        """An independent copy: applying events to it leaves this ticket as it is."""
+        return msgspec.structs.replace(
+            self, splits=list(self.splits), messages=list(self.messages),
+            decided=set(self.decided), followups=dict(self.followups))
+
     @property
     def participants(self) -> set[str]:
         """Addresses that have written to this ticket."""
         return {self.requester} | {m.sender for m in self.messages}
 
 
-def fold(ticket_id: str, history: Iterable[tuple[int, Envelope]]) -> Ticket:
-    """Build a ticket from (sequence, envelope) pairs in stream order."""
-    ticket = Ticket(ticket_id=ticket_id)
+def fold(ticket_id: str | Ticket, history: Iterable[tuple[int, Envelope]]) -> Ticket:
+    """Build a ticket from (sequence, envelope) pairs in stream order.
+
+    Given a Ticket instead of an id, fold the events that came after it onto a copy (the
+    given ticket is not changed): fold(fold(t, a), b) == fold(t, a + b).
+    """
+    ticket = Ticket(ticket_id=ticket_id) if isinstance(ticket_id, str) else ticket_id.copy()
     for seq, env in history:
         ticket.apply(env, seq)
     return ticket

@@ -63,3 +63,40 @@ async def test_intake_event_recorded_once_even_past_the_dedupe_window(nc: Client
     other = MessageRejected(digest="e" * 64, reason="other bytes, same Message-ID")
     assert await store.record_intake(other, "k1") is False
     assert len(await store.history(f"{ns}.inbound.k1")) == 1
+
+
+async def test_retried_append_after_a_lost_ack_keeps_the_cache_right(nc: Client, ns: str
+                                                                      ) -> None:
+    store = JetStreamEventStore(nc.jetstream(), ns)
+    seq = await store.append("t4", [(opened("t4"), "opened")], 0)
+    threaded = MessageThreaded(ticket_id="t4", message_id="x", method="test")
+    await store.append("t4", [(threaded, "x")], seq)
+    # the same append again at the old position (its ack was lost): recognised, not doubled
+    await store.append("t4", [(threaded, "x")], seq)
+    ticket = await store.load("t4")
+    assert [m.message_id for m in ticket.messages] == ["x"]
+    assert ticket == await JetStreamEventStore(nc.jetstream(), ns).load("t4")
+
+
+async def test_cache_is_bounded_and_long_reads_leave_no_consumer(nc: Client, ns: str) -> None:
+    js = nc.jetstream()
+    store = JetStreamEventStore(js, ns, cache_size=2)
+    consumers = (await js.stream_info(store.stream)).state.consumer_count
+    for tid in ("a", "b", "c"):
+        seq = await store.append(tid, [(opened(tid), "opened")], 0)
+        for i in range(20):  # longer than a few single gets: read by a consumer
+            seq = await store.append(tid, [(MessageThreaded(
+                ticket_id=tid, message_id=f"m{i}", method="test"), f"m{i}")], seq)
+    cold = JetStreamEventStore(js, ns, cache_size=2)
+    for tid in ("a", "b", "c"):
+        assert len((await cold.load(tid)).messages) == 20
+    assert len(store._cache) == len(cold._cache) == 2
+
+    async def cleaned() -> bool:
+        return (await js.stream_info(store.stream)).state.consumer_count == consumers
+
+    for _ in range(100):
+        if await cleaned():
+            break
+        await asyncio.sleep(0.05)
+    assert await cleaned(), "a replay consumer was left behind"
