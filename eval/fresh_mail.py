@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -28,7 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from services.policy.base import PastMessage, TicketView  # noqa: E402
-from services.threading.similarity import DEFAULT_THRESHOLD, score  # noqa: E402
+from services.threading.similarity import DEFAULT_THRESHOLD, judge  # noqa: E402
 
 DEFAULT_SCENARIOS = ROOT / "tests" / "data" / "scenarios" / "dev.jsonl"
 LABELS = ("thread", "new")
@@ -52,10 +51,9 @@ def load(path: Path, case: str = "B") -> list[dict[str, Any]]:
 def predict(item: dict[str, Any], threshold: float, reply: str | None = None,
             subject: str | None = None) -> tuple[str, float, list[str]]:
     ib = item["inbound"]
-    ev = score(ticket_of(item), ib["from"], ib["subject"] if subject is None else subject,
-               ib["text"] if reply is None else reply)
-    conf = 1.0 / (1.0 + math.exp(-ev.logit))
-    return ("thread" if conf >= threshold else "new"), conf, ev.reasons
+    j = judge(ticket_of(item), ib["from"], ib["subject"] if subject is None else subject,
+              ib["text"] if reply is None else reply)
+    return ("thread" if j.joins(threshold) else "new"), j.confidence, j.reasons
 
 
 def report(rows: list[tuple[dict[str, Any], str, float, list[str]]], gold_of: dict[str, str],

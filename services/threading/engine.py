@@ -4,7 +4,8 @@ The same code runs in the threading service (JetStream store, KV index) and offl
 `tidydesk thread` (in-memory adapters). Order of evidence, recorded as `method`:
 out-of-order (a reply that arrived first claimed this message), in-reply-to / references,
 reply-token (support+<token>@…), subject-number ([#3322], sender-checked), content (the same
-requester's open ticket about the same issue), else a new ticket.
+requester's open ticket, only on strong evidence of the same request and never for machine
+mail; weaker candidates are recorded as `related`), else a new ticket.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class Options(msgspec.Struct, frozen=True, kw_only=True):
     thresholds: dict[str, float] = {}  # per mailbox (plus-address ignored)
     same_domain: bool = False  # also consider open tickets of the sender's organisation
     use_headers: bool = True  # False: measure the content heuristic alone
+    content_join: bool = True  # False: headers only (the baseline content joining must beat)
 
     @classmethod
     def parse(cls, subject_number: str, thresholds: str, same_domain: bool) -> Options:
@@ -138,7 +140,7 @@ class Threader:
                 v.ticket_id, v.method = tid, "reply-token"
             if v.ticket_id is None:
                 await self._subject_number(msg, v)
-        if v.ticket_id is None:
+        if v.ticket_id is None and self.options.content_join:
             await self._content(msg, at, v)
         return v
 
@@ -187,17 +189,25 @@ class Threader:
                     continue
                 idle = (at - ticket.updated_at).total_seconds() / 86400 \
                     if ticket.updated_at else None
-                _, conf, reasons = similarity.match(
-                    view(ticket, None, at), msg.sender, msg.subject, msg.reply, idle_days=idle
+                j = similarity.judge(
+                    view(ticket, None, at), msg.sender, msg.subject, msg.reply, idle_days=idle,
+                    auto=msg.auto,
                 )
+                if j.machine is not None:
+                    v.reasons.append(f"#{ticket.number}: not joined by content, machine mail "
+                                     f"({j.machine})")
+                    continue
+                conf = j.confidence
                 best = v.confidence if v.method == "content" else 0.0
-                if conf >= threshold and conf > best:  # per-mailbox threshold decides
+                if j.joins(threshold) and conf > best:  # per-mailbox threshold decides
                     v.ticket_id, v.method, v.confidence = tid, "content", conf
-                    v.reasons = [f"same issue as #{ticket.number}", *reasons]
+                    v.reasons = [f"same request as #{ticket.number} (p={conf:.2f})", *j.reasons]
                 elif conf >= RELATED_FLOOR and conf > v.related_confidence:
                     v.related, v.related_confidence = tid, conf
-                    v.reasons.append(f"#{ticket.number} looks related ({conf:.2f}) but below "
-                                     f"the threshold {threshold:.2f}")
+                    why = "weak evidence" if not j.strong else "below the threshold"
+                    v.reasons.append(f"#{ticket.number} looks related (p={conf:.2f}) but {why} "
+                                     f"(threshold {threshold:.2f}): new ticket, suggested as "
+                                     "related")
 
     async def thread(self, msg: MessageReceived, at: datetime) -> MessageThreaded | None:
         """Thread one message; None when it was threaded before (never moved)."""

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import mailbox
 import os
+import re
 import sys
 from datetime import UTC, datetime
 
@@ -16,19 +17,35 @@ from services.common.memory import InMemoryEventStore, InMemoryIndex
 from services.ingest.parse import parse
 from services.threading.engine import Options, Threader
 
+_OBFUSCATED = re.compile(r"^\s*([\w.+-]+) at ([\w-]+(?:\.[\w-]+)+)\s*(?:\((.*)\))?\s*$")
+
 
 class Line(msgspec.Struct):
     message_id: str | None
     ticket: str | None
     method: str
     confidence: float
+    related: str | None = None
+    related_confidence: float = 0.0
 
 
-async def thread_mbox(path: str, *, use_headers: bool = True) -> list[Line]:
+async def thread_mbox(path: str, *, use_headers: bool = True, content_join: bool = True,
+                      options: Options | None = None) -> list[Line]:
     """One line per message of the mbox, in file order."""
-    threader = Threader(InMemoryEventStore(), InMemoryIndex(), Options(use_headers=use_headers))
+    opts = options or Options(use_headers=use_headers, content_join=content_join)
+    threader = Threader(InMemoryEventStore(), InMemoryIndex(), opts)
     out: list[Line] = []
-    for raw in mailbox.mbox(path, create=False).itervalues():
+    box = mailbox.mbox(path, create=False)
+    try:
+        raws = list(box.itervalues())
+    finally:
+        box.close()
+    for raw in raws:
+        sender = str(raw.get("From", ""))
+        found = _OBFUSCATED.match(sender)
+        if found:  # pipermail archives write "andy at example.com (Andy)"
+            del raw["From"]
+            raw["From"] = f"{found.group(3) or ''} <{found.group(1)}@{found.group(2)}>".strip()
         event = parse(raw.as_bytes(), mailbox="archive@mbox.invalid")  # one archive, one tenant
         if not isinstance(event, MessageReceived):
             out.append(Line(None, None, f"rejected: {event.reason}", 0.0))
@@ -40,7 +57,7 @@ async def thread_mbox(path: str, *, use_headers: bool = True) -> list[Line]:
             out.append(Line(event.message_id, ticket, "duplicate", 1.0))
         else:
             out.append(Line(event.message_id, threaded.ticket_id, threaded.method,
-                            threaded.confidence))
+                            threaded.confidence, threaded.related, threaded.related_confidence))
     return out
 
 
@@ -49,12 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mbox", required=True, help="mbox file to thread")
     parser.add_argument("--ignore-headers", action="store_true",
                         help="drop In-Reply-To/References/subject tokens: content alone")
+    parser.add_argument("--headers-only", action="store_true",
+                        help="no content joining: headers, reply tokens and [#N] only")
     args = parser.parse_args(argv)
     if not os.path.isfile(args.mbox):
         print(f"tidydesk thread: no such mbox file: {args.mbox}", file=sys.stderr)
         return 2
     try:
-        lines = asyncio.run(thread_mbox(args.mbox, use_headers=not args.ignore_headers))
+        lines = asyncio.run(thread_mbox(args.mbox, use_headers=not args.ignore_headers,
+                                        content_join=not args.headers_only))
     except (OSError, mailbox.Error) as exc:
         print(f"tidydesk thread: {exc}", file=sys.stderr)
         return 2

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from services.common.events import MessageReceived, TicketSolved
 from services.common.memory import InMemoryEventStore, InMemoryIndex
 from services.threading.engine import Options, Threader, reply_address, token_ticket
 
+DATA = Path(__file__).resolve().parents[1] / "data" / "threading"
 NOW = datetime(2026, 3, 5, 10, 0, tzinfo=UTC)
 SECRET = b"k" * 32
 
@@ -130,3 +132,47 @@ async def test_out_of_order_with_a_gap_names_the_other_ticket_for_merging() -> N
     assert late and root and middle
     assert middle.ticket_id == late.ticket_id and middle.related == root.ticket_id
     assert any("merge candidate" in r for r in middle.reasons)
+
+
+async def test_machine_mail_and_weak_evidence_open_new_tickets() -> None:
+    t = threader()
+    first = await t.thread(msg("r1", subject="Order 5521-A arrived damaged",
+                               reply="Order 5521-A arrived with a cracked screen."), NOW)
+    bot = MessageReceived(message_id="r2", digest="r2", mailbox="support@shop.example",
+                          sender="kim@example.com", subject="Any update on order 5521-A?",
+                          reply="Following up on order 5521-A.", auto="Precedence: bulk")
+    auto = await t.thread(bot, NOW + timedelta(hours=1))
+    weak = await t.thread(msg("r3", subject="Cracked screen",
+                              reply="The screen arrived cracked, what can be done?"),
+                          NOW + timedelta(hours=2))
+    assert first and auto and weak
+    assert auto.ticket_id != first.ticket_id and auto.method == "new"
+    assert weak.ticket_id != first.ticket_id and weak.method == "new"
+
+
+async def test_per_mailbox_threshold_still_decides() -> None:
+    strict = Options.parse("", "0.55,support@shop.example=0.999", False)
+    assert strict.threshold_for("support+x@shop.example") == 0.999
+    t = threader(thresholds=strict.thresholds)
+    first = await t.thread(msg("p1", subject="Order 5521-A arrived damaged",
+                               reply="Order 5521-A arrived with a cracked screen."), NOW)
+    chaser = await t.thread(msg("p2", subject="Still waiting about order 5521-A",
+                                reply="Still waiting about order 5521-A."), NOW)
+    assert first and chaser and chaser.ticket_id != first.ticket_id
+    assert chaser.related == first.ticket_id
+    assert any("below the threshold" in r for r in chaser.reasons)
+
+
+# Real archives (tests/data/threading/SOURCE.md): content joining never below headers alone.
+ARCHIVE_WRONG_JOINS = {"perceval-lists.mbox": 0, "emailnetwork-inbox.mbox": 0}
+
+
+def test_content_joining_never_worse_than_headers_on_real_archives() -> None:
+    from eval.thread_partition import MODES, evaluate
+
+    for name, allowed in ARCHIVE_WRONG_JOINS.items():
+        res = evaluate(str(DATA / name), MODES[:2])
+        for part in ("dev", "held-out"):
+            headers, content = res[(MODES[0][0], part)], res[(MODES[1][0], part)]
+            assert content[2] >= headers[2], (name, part)
+            assert content[3] <= allowed, (name, part)
