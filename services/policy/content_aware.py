@@ -4,9 +4,9 @@
 2. A reply that only thanks / confirms / says goodbye (multilingual, see `ack`) acknowledges:
    the ticket stays solved.
 3. Otherwise the reply is compared with the ticket (see `topic`): content the ticket never
-   mentioned - above all a new question - makes it a `split` (new linked ticket); the bar is
-   higher soon after the close and lower weeks later, and a new-topic marker ("separately",
-   "別件") counts towards it. So does a new order id where the ticket had others.
+   mentioned - above all a self-contained new request - makes it a `split` (new linked ticket);
+   the bar is lower a month after the close, and a new-topic marker ("separately", "別件")
+   counts towards it. So does a new order id where the ticket had others.
 4. Everything else reopens; so does anything uncertain, because a wrongly parked request is the
    worst outcome.
 """
@@ -79,6 +79,8 @@ def _topic_reason(ev: topic.TopicEvidence) -> str:
     if ev.ask_novelty:
         new += f" and {ev.ask_novelty:.0%} of what it asks"
     reason = f"new topic: {new} not in the ticket"
+    if ev.request:
+        reason += ", a new request" + (" for a new thing" if ev.new_referent else "")
     if ev.shared:
         reason += f" (shared: {', '.join(ev.shared)})"
     if ev.new_topic_marker:

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from eval.split import is_held_out
 from services.policy import topic
 from services.policy.base import FollowUp, PastMessage, TicketView
 from services.policy.content_aware import ContentAware
 
-TIAGE = Path(__file__).resolve().parents[1] / "data" / "topics" / "tiage.jsonl"
+TOPICS = Path(__file__).resolve().parents[1] / "data" / "topics"
+TIAGE = TOPICS / "tiage.jsonl"
 
 # (ticket subject, customer's first message, same-matter follow-up, unrelated new question)
 PAIRS = [
@@ -70,11 +72,65 @@ def test_short_replies_without_content_never_split(reply: str) -> None:
         assert not topic.is_new_topic(_ev(subject, first, reply), 120.0)
 
 
-def test_soon_after_close_content_alone_does_not_split_but_a_marker_does() -> None:
+# The owners' reported misses, re-phrased: (subject, customer, agent, unrelated new request,
+# same-matter follow-up). Plain questions sent right after the solve, no "by the way".
+OWNER_CASES = [
+    ("Card payment failed", "My card payment for the yearly plan was declined twice.",
+     "Thanks for waiting. The bank had blocked it; we retried and the payment went through.",
+     "Can you send me a tax invoice with our company VAT number on it?",
+     "Will the two declined payment attempts be charged to my card?"),
+    ("Cannot export report", "Exporting the monthly report to Excel gives an empty file.",
+     "This was a bug in version 4.2; it is fixed in 4.3, please update.",
+     "How do I add a second admin user to our workspace?",
+     "After updating to 4.3 the Excel export of the report is still empty."),
+    ("Refund for cancelled order", "I cancelled my order of the desk lamp, when is my refund?",
+     "The refund for the desk lamp was issued today and reaches your card in 3-5 days.",
+     "I moved last month. How can I change the billing address on my account?",
+     "The lamp refund has not reached my card after five days."),
+    ("결제 실패 문의", "연간 요금제 카드 결제가 두 번 거절되었습니다.",
+     "카드사에서 차단했던 건으로, 다시 시도하여 결제가 완료되었습니다.",
+     "회사 제출용으로 세금계산서를 발행받을 수 있나요? 사업자등록번호를 넣어야 해요.",
+     "거절된 결제 두 건이 카드에서 빠져나가지는 않겠죠?"),
+    ("보고서 내보내기 오류", "월간 보고서를 엑셀로 내보내면 빈 파일이 나옵니다.",
+     "4.2 버전의 오류였고 4.3에서 수정되었습니다. 업데이트 부탁드립니다.",
+     "관리자 계정을 하나 더 추가하려면 어떻게 해야 하나요?",
+     "4.3으로 업데이트했는데 엑셀 보고서 파일이 여전히 비어 있습니다."),
+    ("주문 취소 환불", "책상 스탠드 주문을 취소했는데 환불은 언제 되나요?",
+     "오늘 환불 처리되었고 카드사에 따라 3-5일 걸립니다.",
+     "이번에 이사를 해서 배송지 주소를 변경하고 싶은데 어디서 바꾸나요?",
+     "스탠드 환불이 5일이 지났는데 아직 카드에 안 들어왔어요."),
+]
+
+
+def _owner_ticket(subject: str, first: str, answer: str, days: float | None) -> TicketView:
+    return TicketView(subject=subject, status="solved", requester="", closed_days_ago=days,
+                      messages=(PastMessage(author="customer", text=first),
+                                PastMessage(author="agent", text=f"Hello,\n{answer}\nSupport")))
+
+
+@pytest.mark.parametrize(("subject", "first", "answer", "new", "same"), OWNER_CASES)
+@pytest.mark.parametrize("days", [1.0, 10.0, 60.0, None])
+def test_unrelated_plain_question_splits_even_soon_after_close(
+    subject: str, first: str, answer: str, new: str, same: str, days: float | None
+) -> None:
+    ticket = _owner_ticket(subject, first, answer, days)
+    decide = ContentAware().decide
+    split = decide(ticket, FollowUp(sender="", subject="", body=new, reply=new))
+    assert split.verdict == "split", (new, split.reasons)
+    kept = decide(ticket, FollowUp(sender="", subject="", body=same, reply=same))
+    assert kept.verdict == "reopen", (same, kept.reasons)
+
+
+def test_korean_endings_are_no_topic_words() -> None:
+    for text in ("하나요 해야 합니다 할까요 되나요 있나요", "추가하려면 어떻게 해야 하나요"):
+        assert not topic.units(text) & {"하나", "해야", "합니", "할까", "되나", "있나", "어떻"}
+    assert topic.units("배송지를 변경하고 싶어요") == {"배송", "변경"}
+    assert topic.units("ご確認ください。です。ます。") == set()
+
+
+def test_a_marker_splits_soon_after_close() -> None:
     subject, first, _, new = PAIRS[0]
-    assert not topic.is_new_topic(_ev(subject, first, new), 3.0)
     assert topic.is_new_topic(_ev(subject, first, "Thanks! Separately: " + new), 3.0)
-    assert not topic.is_new_topic(_ev(subject, first, new), None)
 
 
 def test_reference_back_or_empty_ticket_never_splits() -> None:
@@ -103,5 +159,35 @@ def _tiage_f1() -> float:
 
 
 def test_tiage_test_set_new_topic_f1() -> None:
-    # measured 0.451 (eval/topics.py, 20 days after close); the previous rule scored 0.271
-    assert _tiage_f1() >= 0.43
+    # measured 0.158 (eval/topics.py, 20 days after close): persona chit-chat drifts without a
+    # new request, which the stitched-fitted score no longer calls new (0.451 before it)
+    assert _tiage_f1() >= 0.14
+
+
+def _stitched_held_out() -> tuple[float, float]:
+    """(shift recall, continuation split rate) on the held-out stitched cases, 2 days after."""
+    policy, cases, hit, false = ContentAware(), 0, 0, 0
+    for path in sorted(TOPICS.glob("stitched_*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            case = json.loads(line)
+            if not is_held_out(case["id"]):
+                continue
+            ticket = TicketView(
+                subject="", status="solved", requester="", closed_days_ago=2.0,
+                messages=tuple(PastMessage(author=m["from"], text=m["text"])
+                               for m in case["ticket"]["messages"]),
+            )
+            verdict = {k: policy.decide(ticket, FollowUp(
+                sender="", subject="", body=case[k]["text"], reply=case[k]["text"])).verdict
+                for k in ("shift", "continuation")}
+            cases += 1
+            hit += verdict["shift"] == "split"
+            false += verdict["continuation"] == "split"
+    return hit / cases, false / cases
+
+
+def test_stitched_held_out_shift_recall_and_continuation_split_rate() -> None:
+    # measured 0.708 / 0.060 (eval/topic_shift.py, held-out part "all", 2 days after close)
+    recall, continuation = _stitched_held_out()
+    assert recall >= 0.68
+    assert continuation <= 0.075
