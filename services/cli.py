@@ -23,8 +23,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import msgspec
-
 from services.common.settings import SERVICES, SETTINGS, Settings, redact
 
 T = TypeVar("T")
@@ -490,45 +488,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def asyncapi() -> dict[str, Any]:
-    """AsyncAPI 3 document for every event, schemas generated from the Structs."""
-    from services.common.events import EVENT_TYPES, Envelope
-
-    _, schemas = msgspec.json.schema_components(
-        (*EVENT_TYPES, Envelope), ref_template="#/components/schemas/{name}"
-    )
-    tags = {cls.__name__: str(msgspec.inspect.type_info(cls).tag)  # type: ignore[attr-defined]
-            for cls in EVENT_TYPES}
-    messages = {
-        name: {"name": f"tidydesk.{tag}", "contentType": "application/cloudevents+json",
-               "payload": {"$ref": f"#/components/schemas/{name}"}}
-        for name, tag in tags.items()
-    }
-    intake = {"MessageReceived", "MessageRejected"}
-    ref = {n: {"$ref": f"#/components/messages/{n}"} for n in messages}
-    return {
-        "asyncapi": "3.0.0",
-        "info": {"title": "tidydesk events", "version": version("tidydesk"),
-                 "description": "CloudEvents 1.0 JSON envelopes on NATS JetStream; the event "
-                                "type is also in the ce-type header."},
-        "channels": {
-            "inbound": {"address": "{namespace}.inbound.{key}",
-                        "messages": {n: ref[n] for n in intake},
-                        "parameters": {"namespace": {}, "key": {}}},
-            "tickets": {"address": "{namespace}.tickets.{ticketId}",
-                        "messages": {n: ref[n] for n in messages if n not in intake},
-                        "parameters": {"namespace": {}, "ticketId": {}}},
-        },
-        "operations": {
-            f"receive_{c}": {"action": "receive", "channel": {"$ref": f"#/channels/{c}"}}
-            for c in ("inbound", "tickets")
-        },
-        "components": {"schemas": schemas, "messages": messages},
-    }
-
-
 def cmd_schema(args: argparse.Namespace) -> int:
-    print(json.dumps(asyncapi(), indent=2, ensure_ascii=False))
+    from services.common.asyncapi import document
+
+    print(json.dumps(document(), indent=2, ensure_ascii=False))
     return 0
 
 
@@ -587,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         ("import", "services.ingest.imports", "import an mbox file or Maildir (resumable)"),
         ("policy", "services.policy.config", "show or set the policy per mailbox, shadow mode"),
         ("backtest", "services.policy.backtest", "replay follow-ups through a candidate policy"),
+        ("webhooks", "services.notify.cli", "webhook subscriptions: add, list, remove, "
+         "redeliver"),
         ("streams", "services.common.topology", "create missing streams and consumers; "
          "--check shows what differs, --force applies the file"),
         ("parked", "services.common.parking", "events a consumer gave up on: list, show, retry, "

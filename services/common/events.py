@@ -186,7 +186,15 @@ _decoder = msgspec.json.Decoder(Envelope)
 _encoder = msgspec.json.Encoder()
 
 
-def envelope(event: Event, subject: str, key: str, source: str = "tidydesk") -> Envelope:
+LEGACY_SOURCE = "tidydesk"  # the `source` of events recorded before source_for()
+
+
+def source_for(ns: str) -> str:
+    """The CloudEvents `source` of a namespace's events: a URI-reference naming it."""
+    return f"/tidydesk/{ns}"
+
+
+def envelope(event: Event, subject: str, key: str, source: str = LEGACY_SOURCE) -> Envelope:
     """Wrap an event; `key` makes the id deterministic so a retried publish is a no-op."""
     tag = type_of(event)
     eid = hashlib.sha256(f"{tag}\0{subject}\0{key}".encode()).hexdigest()[:32]

@@ -22,7 +22,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "TIDYDESK_POLICY": ("content-aware", "fallback policy for follow-ups to solved/closed "
                         "tickets (see `tidydesk policy`)"),
     "TIDYDESK_WEBHOOK_URLS": ("", "comma-separated integrator endpoints for signed event webhooks"),
-    "TIDYDESK_WEBHOOK_SECRET": ("", "HMAC-SHA256 key for the X-Tidydesk-Signature header"),
+    "TIDYDESK_WEBHOOK_SECRET": ("", "Standard Webhooks key for TIDYDESK_WEBHOOK_URLS (whsec_…)"),
     "TIDYDESK_LOG_FORMAT": ("auto", "auto (console on a TTY, else JSON), json or console"),
     "TIDYDESK_LOG_LEVEL": ("info", "debug, info, warning or error"),
     "TIDYDESK_SUBJECT_NUMBER": (r"\[#(\d{1,12})\]", "regex finding a ticket number in a subject"),
