@@ -202,21 +202,26 @@ def send_all(run: Run, mails: list[tuple[str, bytes]], port: int, deadline: Dead
             smtp.quit()
 
 
-def api(port: int, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+def api(port: int, method: str, path: str, body: dict[str, Any] | None = None,
+        token: str | None = None) -> Any:
+    """One API call; the bearer token is `token` or $TIDYDESK_API_TOKEN (an admin one)."""
     data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"}
+    if token := token or os.environ.get("TIDYDESK_API_TOKEN", ""):
+        headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+                                 headers=headers)
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 
 
 def agents(run: Run, port: int, rng: random.Random, done: threading.Event) -> None:
     """Solve and answer open tickets, retrying each request with its idempotency key."""
-    n = 0
+    n, token = 0, run.env["TIDYDESK_API_TOKEN"]
     while not done.is_set():
         time.sleep(0.3)
         try:
-            tickets = api(port, "GET", "/tickets?status=open&limit=20")["tickets"]
+            tickets = api(port, "GET", "/tickets?status=open&limit=20", token=token)["tickets"]
         except Exception:
             continue
         for t in tickets[:3]:
@@ -226,10 +231,10 @@ def agents(run: Run, port: int, rng: random.Random, done: threading.Event) -> No
                 try:
                     api(port, "POST", f"/tickets/{t['id']}/reply",
                         {"text": f"Please try driver {n}.", "agent": "kim",
-                         "idempotency_key": key})
+                         "idempotency_key": key}, token)
                     run.replies_requested += 1
                     if rng.random() < 0.5:
-                        api(port, "POST", f"/tickets/{t['id']}/solve", {"agent": "kim"})
+                        api(port, "POST", f"/tickets/{t['id']}/solve", {"agent": "kim"}, token)
                     break
                 except Exception:
                     time.sleep(0.3)
@@ -328,6 +333,10 @@ def chaos(mails: int = 10_000, connections: int = 8, faults: int = 14, seed: int
                "TIDYDESK_HEALTH_PORT": str(free_port()), "TIDYDESK_LOG_FORMAT": "json",
                "TIDYDESK_LOG_LEVEL": "warning",
                "TIDYDESK_SMTP_RELAY": f"127.0.0.1:{controller.port}"}
+    minted = subprocess.run(  # = `tidydesk tokens create --scope admin`, for the agents
+        [sys.executable, "-m", "services.queue.tokens", "create", "--scope", "admin",
+         "--name", "chaos"], env=run.env, capture_output=True, text=True, check=True, timeout=60)
+    run.env["TIDYDESK_API_TOKEN"] = minted.stdout.split()[-1]
     for name in SERVICES:
         run.start_service(name)
     supervisor = threading.Thread(target=run.supervise, daemon=True)

@@ -331,13 +331,31 @@ def _api(path: str, timeout: float, body: bytes | None = None) -> Any:
     """JSON from the HTTP API (POST when `body` is given), within `timeout` seconds."""
     settings = Settings.from_env()
     url = f"http://{settings.http_host}:{settings.http_port}{path}"
-    request = urllib.request.Request(url, data=body, method="POST" if body else "GET")
+    headers = {"Accept": "application/json"}
+    if body:
+        headers["Content-Type"] = "application/json"
+    if settings.api_token:
+        headers["Authorization"] = f"Bearer {settings.api_token}"
+    request = urllib.request.Request(url, data=body, method="POST" if body else "GET",
+                                     headers=headers)
 
     def call() -> Any:
         with urllib.request.urlopen(request, timeout=timeout + 1) as resp:
             return json.loads(resp.read())
 
     return bounded(timeout, call)
+
+
+def _api_refused(exc: urllib.error.HTTPError) -> int:
+    """Print the API's problem detail (RFC 9457) with a hint for a missing token."""
+    try:
+        detail = json.loads(exc.read()).get("detail") or exc.reason
+    except (OSError, ValueError):
+        detail = exc.reason
+    hint = (" (set TIDYDESK_API_TOKEN; mint one with `tidydesk tokens create --scope read "
+            "--scope write`)") if exc.code in (401, 403) else ""
+    print(f"tidydesk: HTTP API answered {exc.code}: {detail}{hint}", file=sys.stderr)
+    return 1
 
 
 def _api_where() -> str:
@@ -348,6 +366,8 @@ def _api_where() -> str:
 def cmd_queue(args: argparse.Namespace) -> int:
     try:
         tickets = _api(f"/tickets?status={args.status}", args.timeout)["tickets"]
+    except urllib.error.HTTPError as exc:
+        return _api_refused(exc)
     except OSError as exc:  # URLError and TimeoutError are OSErrors
         return unreachable("HTTP API", _api_where(), exc, args.timeout)
     rows = [("#", "STATUS", "MSGS", "REQUESTER", "SUBJECT", "UPDATED")] + [
@@ -367,8 +387,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     try:
         print(_api(f"/tickets/{args.ticket}/merge", args.timeout, body))
     except urllib.error.HTTPError as exc:
-        print(f"tidydesk: {json.loads(exc.read()).get('error', exc)}", file=sys.stderr)
-        return 1
+        return _api_refused(exc)
     except OSError as exc:
         return unreachable("HTTP API", _api_where(), exc, args.timeout)
     return 0
@@ -550,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         ("import", "services.ingest.imports", "import an mbox file or Maildir (resumable)"),
         ("policy", "services.policy.config", "show or set the policy per mailbox, shadow mode"),
         ("backtest", "services.policy.backtest", "replay follow-ups through a candidate policy"),
+        ("tokens", "services.queue.tokens", "API tokens: create (printed once), list, revoke"),
         ("webhooks", "services.notify.cli", "webhook subscriptions: add, list, remove, "
          "redeliver"),
         ("streams", "services.common.topology", "create missing streams and consumers; "

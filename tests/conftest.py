@@ -170,3 +170,12 @@ async def api(stack: Stack) -> AsyncIterator[str]:
     await web.TCPSite(runner, "127.0.0.1", port).start()
     yield f"http://127.0.0.1:{port}"
     await runner.cleanup()
+
+
+@pytest.fixture
+async def api_headers(stack: Stack) -> dict[str, str]:
+    """An admin token for requests to the `api` fixture."""
+    from services.queue.auth import TokenStore
+
+    token, _ = await TokenStore(stack.js, stack.ns).create(("admin",), name="tests")
+    return {"Authorization": f"Bearer {token}"}

@@ -39,12 +39,17 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "TIDYDESK_SMTP_RELAY": ("", "host:port of the SMTP relay for agent replies; empty = not sent"),
     "TIDYDESK_REPLICAS": ("1", "JetStream replicas of streams and buckets created (3 on a "
                           "3-node cluster); existing ones are not changed"),
+    "TIDYDESK_API_TOKEN": ("", "bearer token `tidydesk queue`/`merge` send to the HTTP API "
+                           "(mint one with `tidydesk tokens create --scope read --scope write`)"),
+    "TIDYDESK_ALLOWED_HOSTS": ("", "Host header values the HTTP API answers, comma-separated "
+                               "(host or host:port, * = any); empty = the HTTP address, "
+                               "localhost and 127.0.0.1 on TIDYDESK_HTTP_PORT"),
     "TIDYDESK_HEALTH_HOST": ("127.0.0.1", "address of every service's /healthz and /readyz"),
     "TIDYDESK_HEALTH_PORT": ("8090", "health port of ingest; threading, policy, notify, queue "
                              "get the next ones (+1..+4); 0 = free ports chosen at start"),
 }
 SERVICES = ("ingest", "threading", "policy", "notify", "queue")  # health port order too
-SECRETS = frozenset({"TIDYDESK_WEBHOOK_SECRET"})
+SECRETS = frozenset({"TIDYDESK_WEBHOOK_SECRET", "TIDYDESK_API_TOKEN"})
 _URL_PASSWORD = re.compile(r"(//[^:/@\s]*:)[^@/\s]*@")
 _QUERY_PASSWORD = re.compile(r"(password=)[^&\s]*", re.IGNORECASE)
 
@@ -80,6 +85,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     health_host: str = "127.0.0.1"
     health_port: int = 8090
     replicas: int = 1
+    api_token: str = ""
+    allowed_hosts: str = ""
 
     def health_port_of(self, service: str) -> int:
         """The port of `service`'s health server: base + its place in SERVICES; 0 = any."""

@@ -1,16 +1,31 @@
-"""HTTP API: queue queries from the projection, commands as events, raw MIME intake."""
+"""HTTP API: queue queries from the projection, commands as events, raw MIME intake.
+
+aiohttp, not a new framework: it is already a dependency (webhooks, health), and one asyncio
+server serves intake and the API next to the projector in the queue process. The OpenAPI
+document (/openapi.json, /docs) is built from the same msgspec Structs the handlers use.
+
+Access: a bearer token (services.queue.auth) on every route but /healthz, /readyz,
+/openapi.json and /docs. A wrong scope is 403; a ticket or mail of another tenant is 404,
+the same answer as a missing one, so a token cannot learn what other tenants have.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import json
+import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
 import structlog
 from aiohttp import web
+from yarl import URL
 
 from services.common.events import (
     Event,
@@ -20,6 +35,7 @@ from services.common.events import (
     TicketMerged,
     TicketSolved,
 )
+from services.common.settings import Settings
 from services.common.store import (
     JetStreamEventStore,
     KvIndex,
@@ -30,7 +46,11 @@ from services.common.store import (
 )
 from services.common.ticket import Ticket
 from services.ingest.intake import Intake
-from services.ingest.providers import postmark_to_mime
+from services.ingest.parse import MAX_EVENT_BYTES
+from services.ingest.providers import _Postmark, postmark_to_mime
+from services.queue.auth import Token, TokenStore
+from services.queue.openapi import Op, Param, docs_page, document
+from services.queue.problems import ProblemError, problems
 from services.threading.engine import reply_address
 
 log = structlog.get_logger()
@@ -40,91 +60,184 @@ RAW = web.AppKey("raw", RawStore)
 INTAKE = web.AppKey("intake", Intake)
 SECRET = web.AppKey("secret", bytes)
 INDEX = web.AppKey("index", KvIndex)
+TOKENS = web.AppKey("tokens", TokenStore)
+HOSTS = web.AppKey("hosts", frozenset)  # allowed Host values; empty = any
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
+OPS = web.AppKey("ops", dict)
+SPEC = web.AppKey("spec", bytes)
+PRINCIPAL = web.RequestKey("principal", Token)
+KEEPALIVE_TIMEOUT = 15.0  # s: also bounds how long a client may take to send its headers
+READ_TIMEOUT = 30.0  # s to receive a request body
+MAX_LIMIT = 1000
+TICKET_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # PostgreSQL text takes no NUL
+STATUSES = ("open", "solved", "closed", "merged")
+SIMPLE_TYPES = ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data")
+ENVELOPE_ROOM = 2048  # bytes the CloudEvents envelope adds around an event
 TICKET_COLUMNS = (
     "id, number, status, subject, requester, mailbox, split_from, opened_at, updated_at,"
     " message_count"
 )
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=msgspec.json.encode(data), status=status,
+# --- response and request shapes (the OpenAPI schemas are generated from these) ---
+
+class TicketSummary(msgspec.Struct, kw_only=True):
+    """A ticket as the queue lists it."""
+
+    id: str
+    number: int
+    status: str
+    subject: str
+    requester: str
+    mailbox: str
+    split_from: str | None
+    opened_at: datetime
+    updated_at: datetime
+    message_count: int
+
+
+class TicketPage(msgspec.Struct, kw_only=True):
+    """One page of tickets, oldest number first; `next` is the URL of the following page."""
+
+    tickets: list[TicketSummary]
+    next: str | None = None
+    cursor: str | None = None
+
+
+class Message(msgspec.Struct, kw_only=True):
+    """One mail (or agent reply) of a ticket."""
+
+    message_id: str
+    sender: str
+    subject: str
+    received_at: datetime
+    reply: str
+    body: str
+    auto: str | None
+    threaded_by: str | None
+    decision: str | None
+
+
+class TicketDetail(TicketSummary, kw_only=True):
+    """A ticket with its mails; `version` is also the ETag. `reply_to` needs `write`."""
+
+    version: int
+    messages: list[Message]
+    reply_to: str | None = None
+
+
+class EventRecord(msgspec.Struct, kw_only=True):
+    """A ticket event as recorded (CloudEvents JSON) with its stream sequence."""
+
+    id: str
+    type: str
+    source: str
+    subject: str
+    time: datetime
+    data: dict[str, Any]
+    specversion: str = "1.0"
+    datacontenttype: str = "application/json"
+    seq: int = 0
+
+
+class EventList(msgspec.Struct, kw_only=True):
+    events: list[EventRecord]
+
+
+class StatusBody(msgspec.Struct, forbid_unknown_fields=True):
+    agent: str = ""
+
+
+class MergeBody(msgspec.Struct, forbid_unknown_fields=True):
+    into: str
+    agent: str = ""
+
+
+class ReplyBody(msgspec.Struct, forbid_unknown_fields=True):
+    text: str
+    agent: str = ""
+    idempotency_key: str = ""  # or the Idempotency-Key header: a retry sends one reply
+
+
+class StatusResult(msgspec.Struct, kw_only=True):
+    id: str
+    status: str
+    changed: bool
+
+
+class MergeResult(msgspec.Struct, kw_only=True):
+    id: str
+    into: str
+    changed: bool
+
+
+class ReplyResult(msgspec.Struct, kw_only=True):
+    message_id: str
+    reply_to: str
+
+
+class IntakeResult(msgspec.Struct, kw_only=True):
+    message_id: str
+    digest: str
+    duplicate: bool
+
+
+class Health(msgspec.Struct, kw_only=True):
+    status: str
+
+
+# --- helpers ---
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None
+          ) -> web.Response:
+    return web.Response(body=msgspec.json.encode(data), status=status, headers=headers,
                         content_type="application/json")
 
 
-def error(status: int, message: str) -> web.Response:
-    return _json({"error": message}, status)
+def bad(detail: str) -> ProblemError:
+    return ProblemError(400, detail)
 
 
-@web.middleware
-async def errors(request: web.Request,
-                 handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                 ) -> web.StreamResponse:
-    """Every failure becomes a JSON `error`; never a traceback to the caller."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return error(exc.status, exc.reason)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        log.error("api_backend_unavailable", path=request.path, error=str(exc))
-        return error(503, "a backend (NATS or PostgreSQL) is unavailable; retry shortly")
-    except Exception:
-        log.exception("api_failed", path=request.path)
-        return error(500, "internal error; see the service log")
+def _not_found(what: str) -> ProblemError:
+    return ProblemError(404, f"no {what}")
 
 
-def _row(record: asyncpg.Record) -> dict[str, Any]:
-    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in record.items()}
+def _principal(request: web.Request) -> Token:
+    return request[PRINCIPAL]
 
 
-async def _find(pool: asyncpg.Pool, key: str) -> asyncpg.Record:
-    """A ticket by id or by its human number."""
+def _ticket_key(key: str) -> str:
+    """A path's ticket id or number, or 400: ASCII letters, digits, `-`, `_` only."""
+    if not TICKET_ID.fullmatch(key):
+        raise bad(f"malformed ticket id {key[:80]!r}: letters, digits, - and _ only")
+    return key
+
+
+async def _find(request: web.Request, key: str) -> asyncpg.Record:
+    """A ticket by id or human number, if the caller's tenant may see it; else 404."""
+    pool = request.app[POOL]
     sql = f"SELECT {TICKET_COLUMNS} FROM tickets WHERE "
-    row: asyncpg.Record | None = await pool.fetchrow(sql + "id = $1", key)
-    if row is None and key.isdigit() and len(key) < 19:
+    row: asyncpg.Record | None = await pool.fetchrow(sql + "id = $1", _ticket_key(key))
+    if row is None and key.isascii() and key.isdigit() and len(key) < 19:
         row = await pool.fetchrow(sql + "number = $1", int(key))
-    if row is None:
-        raise web.HTTPNotFound(reason=f"no ticket {key!r}")
+    if row is None or not _principal(request).sees(tenant(row["mailbox"])):
+        raise _not_found(f"ticket {key!r}")
     return row
 
 
 async def _ticket_row(request: web.Request) -> asyncpg.Record:
-    return await _find(request.app[POOL], request.match_info["id"])
+    return await _find(request, request.match_info["id"])
 
 
-async def list_tickets(request: web.Request) -> web.Response:
-    status = request.query.get("status", "open")
+async def _body(request: web.Request) -> bytes:
+    """The request body within READ_TIMEOUT (408 otherwise), at most client_max_size (413)."""
     try:
-        limit = min(int(request.query.get("limit", "100")), 1000)
-    except ValueError:
-        return error(400, "limit must be an integer")
-    sql = f"SELECT {TICKET_COLUMNS} FROM tickets"
-    args: list[Any] = []
-    if status != "all":
-        sql += " WHERE status = ANY($1::text[])"
-        args.append(status.split(","))
-    sql += f" ORDER BY updated_at DESC LIMIT {limit}"
-    rows = await request.app[POOL].fetch(sql, *args)
-    return _json({"tickets": [_row(r) for r in rows]})
-
-
-async def get_ticket(request: web.Request) -> web.Response:
-    row = await _ticket_row(request)
-    messages = await request.app[POOL].fetch(
-        "SELECT message_id, sender, subject, received_at, reply, body, auto, threaded_by,"
-        " decision FROM messages WHERE ticket_id = $1 ORDER BY received_at", row["id"]
-    )
-    reply_to = reply_address(request.app[SECRET], row["id"], row["mailbox"])
-    return _json({**_row(row), "reply_to": reply_to, "messages": [_row(m) for m in messages]})
-
-
-async def ticket_events(request: web.Request) -> web.Response:
-    row = await _ticket_row(request)
-    rows = await request.app[POOL].fetch(
-        "SELECT seq, data::text AS data FROM events WHERE ticket_id = $1 ORDER BY seq", row["id"]
-    )
-    return _json({"events": [{"seq": r["seq"], **json.loads(r["data"])} for r in rows]})
+        async with asyncio.timeout(request.app[BODY_TIMEOUT]):
+            return await request.read()
+    except TimeoutError:
+        raise ProblemError(408, "the request body did not arrive in time",
+                           {"Connection": "close"}) from None
 
 
 T = TypeVar("T")
@@ -133,29 +246,197 @@ T = TypeVar("T")
 async def _command(request: web.Request, kind: type[T]) -> T:
     """The JSON body as a command Struct; a 400 with the decoder's reason otherwise."""
     try:
-        return msgspec.json.decode(await request.read() or b"{}", type=kind)
+        cmd = msgspec.json.decode(await _body(request) or b"{}", type=kind)
     except msgspec.MsgspecError as exc:
-        raise web.HTTPBadRequest(reason=f"malformed JSON body: {exc}") from exc
+        raise bad(f"malformed JSON body: {exc}") from exc
+    for field in msgspec.structs.fields(cmd):  # type: ignore[arg-type]
+        value = getattr(cmd, field.name)
+        if isinstance(value, str) and CONTROL.search(value):
+            raise bad(f"{field.name} must not hold NUL or other control characters")
+    return cmd
 
 
-class StatusBody(msgspec.Struct, forbid_unknown_fields=True):
-    agent: str = ""
+def _etag(version: int) -> str:
+    return f'"{version}"'
 
+
+def _if_match(request: web.Request) -> set[int] | None:
+    """Versions If-Match accepts; None = any (absent or `*`). Weak tags never match."""
+    value = request.headers.get("If-Match")
+    if value is None or value.strip() == "*":
+        return None
+    tags = [t.strip() for t in value.split(",")]
+    if not all(re.fullmatch(r'(W/)?"[^"]*"', t) for t in tags):
+        raise bad('malformed If-Match: give the ETag as sent, e.g. If-Match: "42"')
+    return {int(t[1:-1]) for t in tags if t.startswith('"') and t[1:-1].isdecimal()
+            and len(t) < 21}
+
+
+def _check_version(ticket: Ticket, accepted: set[int] | None) -> None:
+    if accepted is not None and ticket.version not in accepted:
+        raise ProblemError(412, f"the ticket is at version {ticket.version}, not "
+                           f"{', '.join(map(str, sorted(accepted))) or 'the one named'}; "
+                           "reload it and decide again", {"ETag": _etag(ticket.version)})
+
+
+def _idempotency_key(request: web.Request, body_key: str = "") -> str:
+    """The Idempotency-Key header (or the body's key; both must agree), "" if none."""
+    header = request.headers.get("Idempotency-Key", "")
+    for key in (header, body_key):
+        if key and (len(key) > 200 or not key.isascii() or not key.isprintable()):
+            raise bad("an idempotency key is 1-200 printable ASCII characters")
+    if header and body_key and header != body_key:
+        raise bad("Idempotency-Key header and body idempotency_key differ")
+    return header or body_key
+
+
+async def _version(request: web.Request, ticket_id: str) -> dict[str, str]:
+    return {"ETag": _etag((await request.app[STORE].load(ticket_id)).version)}
+
+
+# --- queries ---
+
+def _limit(value: str) -> int:
+    if not value.isascii() or not value.isdecimal() or not 1 <= int(value) <= MAX_LIMIT:
+        raise bad(f"limit must be an integer from 1 to {MAX_LIMIT}, got {value[:40]!r}")
+    return int(value)
+
+
+def _since(value: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise bad(f"updated_since must be an RFC 3339 time such as 2026-01-31T12:00:00Z, got "
+                  f"{value[:60]!r} (a + in a URL must be sent as %2B)") from None
+    if when.tzinfo is None:
+        raise bad("updated_since needs a time zone (Z or an offset)")
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        raise bad("updated_since is out of range") from None
+
+
+def _statuses(value: str) -> list[str] | None:
+    wanted = [s.strip() for s in value.split(",")]
+    if wanted == ["all"]:
+        return None
+    unknown = [s for s in wanted if s not in STATUSES]
+    if unknown:
+        raise bad(f"status must be all or a comma list of {', '.join(STATUSES)}; "
+                  f"got {unknown[0][:40]!r}")
+    return wanted
+
+
+def cursor_of(number: int) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode([number])).decode().rstrip("=")
+
+
+def _after(value: str) -> int:
+    try:
+        (number,) = msgspec.json.decode(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)),
+                                        type=tuple[int])
+    except (binascii.Error, ValueError, msgspec.MsgspecError):
+        raise bad("malformed cursor: pass the `cursor` of the previous page as is") from None
+    if not 0 <= number < 1 << 63:
+        raise bad("malformed cursor: out of range")
+    return number
+
+
+async def list_tickets(request: web.Request) -> web.Response:
+    """Keyset pages in ticket-number order: a ticket updated during a walk keeps its place,
+    so a walk meets every ticket exactly once (a ticket opened meanwhile comes at the end)."""
+    q = request.query
+    limit = _limit(q.get("limit", "100"))
+    clauses: list[str] = []
+    args: list[Any] = []
+
+    def where(clause: str, value: Any) -> None:
+        args.append(value)
+        clauses.append(clause.replace("?", f"${len(args)}"))
+
+    statuses = _statuses(q.get("status", "open"))
+    if statuses is not None:
+        where("status = ANY(?::text[])", statuses)
+    if "requester" in q:
+        where("lower(requester) = ?", q["requester"].lower())
+    if "mailbox" in q:
+        where("lower(mailbox) = ?", q["mailbox"].lower())
+    if "updated_since" in q:
+        where("updated_at >= ?", _since(q["updated_since"]))
+    if own := _principal(request).tenant:
+        where("lower(substring(mailbox from '[^@]*$')) = ?", own)
+    if "cursor" in q:
+        where("number > ?", _after(q["cursor"]))
+    sql = f"SELECT {TICKET_COLUMNS} FROM tickets"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    rows = await request.app[POOL].fetch(f"{sql} ORDER BY number LIMIT {limit + 1}", *args)
+    page = TicketPage(tickets=[TicketSummary(**dict(r)) for r in rows[:limit]])
+    headers: dict[str, str] = {}
+    if len(rows) > limit:
+        page.cursor = cursor_of(page.tickets[-1].number)
+        page.next = str(request.rel_url.update_query(cursor=page.cursor))
+        headers["Link"] = f'<{page.next}>; rel="next"'
+    return _json(page, headers=headers)
+
+
+async def get_ticket(request: web.Request) -> web.Response:
+    row = await _ticket_row(request)
+    messages = await request.app[POOL].fetch(
+        "SELECT message_id, sender, subject, received_at, reply, body, auto, threaded_by,"
+        " decision FROM messages WHERE ticket_id = $1 ORDER BY received_at", row["id"]
+    )
+    version = (await request.app[STORE].load(row["id"])).version
+    detail = TicketDetail(**dict(row), version=version,
+                          messages=[Message(**dict(m)) for m in messages])
+    if _principal(request).allows("write"):
+        detail.reply_to = reply_address(request.app[SECRET], row["id"], row["mailbox"])
+    return _json(detail, headers={"ETag": _etag(version)})
+
+
+async def ticket_events(request: web.Request) -> web.Response:
+    row = await _ticket_row(request)
+    rows = await request.app[POOL].fetch(
+        "SELECT seq, data::text AS data FROM events WHERE ticket_id = $1 ORDER BY seq", row["id"]
+    )
+    events = [msgspec.json.decode(r["data"], type=EventRecord) for r in rows]
+    for event, r in zip(events, rows, strict=True):
+        event.seq = r["seq"]
+    return _json(EventList(events=events))
+
+
+async def raw_message(request: web.Request) -> web.Response:
+    message_id = request.match_info["message_id"]
+    if len(message_id) > 998 or not message_id.isprintable():
+        raise bad("malformed message id")
+    row = await request.app[POOL].fetchrow(
+        "SELECT digest, mailbox FROM messages WHERE message_id = $1", message_id)
+    ok = row is not None and _principal(request).sees(tenant(row["mailbox"]))
+    data = await request.app[RAW].get(row["digest"]) if row is not None and ok else None
+    if data is None:
+        raise _not_found(f"message {message_id!r}")
+    return web.Response(body=data, content_type="message/rfc822")
+
+
+# --- commands ---
 
 async def _status_command(request: web.Request, target: str) -> web.Response:
     row = await _ticket_row(request)
     cmd = await _command(request, StatusBody)
+    accepted, _ = _if_match(request), _idempotency_key(request)  # idempotent by state
 
     def decide(ticket: Ticket) -> list[tuple[Event, str]]:
         if ticket.status == target or (target == "solved" and ticket.status == "closed"):
             return []  # already there: the command is idempotent
+        _check_version(ticket, accepted)
         event: Event = (TicketSolved if target == "solved" else TicketClosed)(
             ticket_id=ticket.ticket_id, agent=cmd.agent
         )
         return [(event, f"{target}@{ticket.version}")]
 
-    events = await request.app[STORE].decide(row["id"], decide)
-    return _json({"id": row["id"], "status": target, "changed": bool(events)}, 202)
+    events = await asyncio.shield(request.app[STORE].decide(row["id"], decide))
+    return _json(StatusResult(id=row["id"], status=target, changed=bool(events)), 202,
+                 await _version(request, row["id"]))
 
 
 async def solve(request: web.Request) -> web.Response:
@@ -166,33 +447,25 @@ async def close(request: web.Request) -> web.Response:
     return await _status_command(request, "closed")
 
 
-class MergeBody(msgspec.Struct, forbid_unknown_fields=True):
-    into: str
-    agent: str = ""
-
-
 async def merge(request: web.Request) -> web.Response:
     """Merge this ticket into another (e.g. a `related` suggestion an agent accepts)."""
     row = await _ticket_row(request)
     cmd = await _command(request, MergeBody)
-    into = await _find(request.app[POOL], cmd.into)
+    accepted, _ = _if_match(request), _idempotency_key(request)
+    into = await _find(request, cmd.into)
     if into["id"] == row["id"] or into["status"] == "merged":
-        return error(400, "a ticket merges into another, unmerged ticket")
+        raise bad("a ticket merges into another, unmerged ticket")
 
     def decide(ticket: Ticket) -> list[tuple[Event, str]]:
         if ticket.merged_into:
             return []
+        _check_version(ticket, accepted)
         return [(TicketMerged(ticket_id=ticket.ticket_id, into=into["id"], agent=cmd.agent),
                  f"merge:{into['id']}")]
 
-    events = await request.app[STORE].decide(row["id"], decide)
-    return _json({"id": row["id"], "into": into["id"], "changed": bool(events)}, 202)
-
-
-class ReplyBody(msgspec.Struct, forbid_unknown_fields=True):
-    text: str
-    agent: str = ""
-    idempotency_key: str = ""  # a retried request with the same key sends one reply
+    events = await asyncio.shield(request.app[STORE].decide(row["id"], decide))
+    return _json(MergeResult(id=row["id"], into=into["id"], changed=bool(events)), 202,
+                 await _version(request, row["id"]))
 
 
 async def reply(request: web.Request) -> web.Response:
@@ -200,85 +473,275 @@ async def reply(request: web.Request) -> web.Response:
     row = await _ticket_row(request)
     cmd = await _command(request, ReplyBody)
     if not cmd.text.strip():
-        return error(400, "text must not be empty")
+        raise bad("text must not be empty")
+    accepted = _if_match(request)
+    key = _idempotency_key(request, cmd.idempotency_key) or uuid.uuid4().hex
     domain = tenant(row["mailbox"]) or "tidydesk.invalid"
-    key = cmd.idempotency_key or uuid.uuid4().hex
     message_id = f"{digest_key(row['id'] + key)[:32]}@{domain}"
     reply_to = reply_address(request.app[SECRET], row["id"], row["mailbox"])
 
     def decide(ticket: Ticket) -> list[tuple[Event, str]]:
         if ticket.has_message(message_id):
-            return []
+            return []  # a retry of a reply that landed
+        _check_version(ticket, accepted)
         history = [m.message_id for m in ticket.messages]
         subject = ticket.subject if f"[#{ticket.number}]" in ticket.subject else (
             f"[#{ticket.number}] {ticket.subject}")
-        return [(ReplySent(
+        event = ReplySent(
             ticket_id=ticket.ticket_id, message_id=message_id, agent=cmd.agent, text=cmd.text,
             sender=ticket.mailbox, to=ticket.requester, subject=f"Re: {subject}",
             reply_to=reply_to, in_reply_to=history[-1] if history else None,
             references=tuple(history[-20:]),
-        ), message_id)]
+        )
+        size = len(msgspec.json.encode(event)) + ENVELOPE_ROOM
+        if size > MAX_EVENT_BYTES:
+            raise ProblemError(413, f"the reply makes a {size}-byte event; at most "
+                               f"{MAX_EVENT_BYTES} bytes fit (shorten the text)")
+        return [(event, message_id)]
 
-    await request.app[STORE].decide(row["id"], decide)
-    await request.app[INDEX].put(f"m:{message_id}", link(row["id"], row["mailbox"]))
-    return _json({"message_id": message_id, "reply_to": reply_to}, 202)
+    async def record() -> None:  # not cut short by a client that hangs up
+        await request.app[STORE].decide(row["id"], decide)
+        await request.app[INDEX].put(f"m:{message_id}", link(row["id"], row["mailbox"]))
+
+    await asyncio.shield(record())
+    return _json(ReplyResult(message_id=message_id, reply_to=reply_to), 202,
+                 await _version(request, row["id"]))
+
+
+# --- intake ---
+
+def _intake_mailbox(request: web.Request) -> str:
+    """The `mailbox` query value; a tenant's intake token must name one of its tenant."""
+    mailbox = request.query.get("mailbox", "")
+    if len(mailbox) > 320 or (mailbox and "@" not in mailbox):
+        raise bad("mailbox must be an email address")
+    owner = _principal(request).tenant
+    if owner and tenant(mailbox) != owner:
+        raise ProblemError(403, f"this token takes mail for mailboxes @{owner} only: "
+                           "pass ?mailbox=<address>")
+    return mailbox
 
 
 async def inbound_mime(request: web.Request) -> web.Response:
-    raw = await request.read()
+    mailbox = _intake_mailbox(request)
+    raw = await _body(request)
     if not raw:
-        return error(400, "empty body: POST the raw RFC 5322 message bytes")
-    return await _accept(request, raw)
+        raise bad("empty body: POST the raw RFC 5322 message bytes")
+    return await _accept(request, raw, mailbox)
 
 
-async def _accept(request: web.Request, raw: bytes) -> web.Response:
-    event, new = await request.app[INTAKE].accept(raw, mailbox=request.query.get("mailbox", ""))
+async def _accept(request: web.Request, raw: bytes, mailbox: str) -> web.Response:
+    event, new = await asyncio.shield(request.app[INTAKE].accept(raw, mailbox=mailbox))
     if isinstance(event, MessageRejected):
-        return _json({"error": f"rejected: {event.reason}", "digest": event.digest}, 422)
-    return _json({"message_id": event.message_id, "digest": event.digest,
-                  "duplicate": not new}, 202 if new else 200)
+        raise ProblemError(422, f"rejected: {event.reason}", digest=event.digest)
+    return _json(IntakeResult(message_id=event.message_id, digest=event.digest,
+                              duplicate=not new), 202 if new else 200)
 
 
 async def inbound_postmark(request: web.Request) -> web.Response:
     """Postmark's inbound webhook JSON, turned into MIME so it takes the one intake path."""
+    mailbox = _intake_mailbox(request)
     try:
-        raw = postmark_to_mime(await request.read())
+        raw = postmark_to_mime(await _body(request))
     except ValueError as exc:
-        return error(400, str(exc))
-    return await _accept(request, raw)
+        raise bad(str(exc)) from None
+    return await _accept(request, raw, mailbox)
 
 
-async def raw_message(request: web.Request) -> web.Response:
-    digest = await request.app[POOL].fetchval(
-        "SELECT digest FROM messages WHERE message_id = $1", request.match_info["message_id"]
-    )
-    data = await request.app[RAW].get(digest) if digest else None
-    if data is None:
-        return error(404, f"no message {request.match_info['message_id']!r}")
-    return web.Response(body=data, content_type="message/rfc822")
-
+# --- public ---
 
 async def health(request: web.Request) -> web.Response:
     await request.app[POOL].fetchval("SELECT 1")
-    return _json({"status": "ok"})
+    return _json(Health(status="ok"))
+
+
+async def ready(request: web.Request) -> web.Response:
+    await request.app[POOL].fetchval("SELECT 1")
+    if not request.app[STORE].js._nc.is_connected:
+        raise ProblemError(503, "NATS is not connected")
+    return _json(Health(status="ready"))
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[SPEC], content_type="application/json")
+
+
+async def docs(request: web.Request) -> web.Response:
+    page = docs_page(json.loads(request.app[SPEC]))
+    return web.Response(text=page, content_type="text/html", headers={
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
+
+
+# --- the guard: Host, Origin, query parameters, token and scope ---
+
+def _host_allowed(host: str, allowed: Iterable[str]) -> bool:
+    """Is `host` (a Host header or host[:port]) allowed? An entry without a port takes any."""
+    host = host.lower()
+    bare = re.sub(r":\d+$", "", host)
+    return any(a in ("*", host) or (a == bare and not re.search(r":\d+$", a))
+               for a in allowed)
+
+
+def _origin_allowed(origin: str, allowed: frozenset[str]) -> bool:
+    url = URL(origin)
+    if not url.is_absolute() or url.scheme not in ("http", "https") or not url.host:
+        return False
+    netloc = url.raw_host if url.explicit_port is None else f"{url.raw_host}:{url.port}"
+    return not allowed or _host_allowed(str(netloc), allowed)
+
+
+def _bearer(request: web.Request) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _unauthorized(detail: str, error: str = "") -> ProblemError:
+    challenge = 'Bearer realm="tidydesk"' + (f', error="{error}"' if error else "")
+    return ProblemError(401, detail, {"WWW-Authenticate": challenge})
+
+
+@web.middleware
+async def guard(request: web.Request,
+                handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                ) -> web.StreamResponse:
+    """Refuse what no handler should see: a foreign Host, a cross-site browser POST,
+    unknown or NUL-bearing query parameters, a missing token or scope."""
+    hosts = request.app[HOSTS]
+    host = request.headers.get("Host", "")
+    if hosts and not _host_allowed(host, hosts):
+        raise ProblemError(421, f"this server does not answer for Host {host[:100]!r} "
+                           "(see TIDYDESK_ALLOWED_HOSTS)")
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        origin = request.headers.get("Origin")
+        if origin is not None and not _origin_allowed(origin, hosts):
+            raise ProblemError(403, f"cross-site request from Origin {origin[:100]!r} refused")
+        browser = origin is not None or "Sec-Fetch-Site" in request.headers
+        if request.headers.get("Sec-Fetch-Site", "") == "cross-site" or (
+                browser and request.content_type in SIMPLE_TYPES):
+            raise ProblemError(403, "a browser form or text/plain POST is refused (send "
+                               "application/json or the raw mail as message/rfc822)")
+    route = request.match_info.route
+    op: Op | None = request.app[OPS].get(
+        (route.method, route.resource.canonical if route.resource else ""))
+    if op is None:  # 404/405 from the router
+        return await handler(request)
+    for name, value in request.query.items():
+        if name not in op.query:
+            allowed = ", ".join(sorted(op.query)) or "none"
+            raise bad(f"unknown query parameter {name[:40]!r} (allowed: {allowed})")
+        if "\0" in value or len(request.query.getall(name)) > 1:
+            raise bad(f"query parameter {name!r} must be given once, without NUL bytes")
+    if op.scope is None:
+        return await handler(request)
+    token = _bearer(request)
+    if not token:
+        raise _unauthorized("send Authorization: Bearer <token> (tidydesk tokens create)")
+    principal = await request.app[TOKENS].find(token)
+    if principal is None:
+        raise _unauthorized("unknown or revoked token", "invalid_token")
+    if not principal.allows(op.scope):
+        raise ProblemError(403, f"this needs a token with scope {op.scope!r} (or admin)", {
+            "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{op.scope}"'})
+    request[PRINCIPAL] = principal
+    response = await handler(request)
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def allowed_hosts(settings: Settings) -> frozenset[str]:
+    """TIDYDESK_ALLOWED_HOSTS, or the HTTP address plus localhost/127.0.0.1 on its port."""
+    if settings.allowed_hosts.strip():
+        return frozenset(h.strip().lower() for h in settings.allowed_hosts.split(",")
+                         if h.strip())
+    port = settings.http_port
+    return frozenset(f"{h}:{port}" for h in (settings.http_host.lower(), "localhost",
+                                             "127.0.0.1", "[::1]"))
+
+
+# --- the route table: handlers and their documentation in one place ---
+
+def _p(name: str, schema: dict[str, Any], text: str, where: str = "query") -> Param:
+    return Param(name, schema, text, where)
+
+
+TICKET_PATH = _p("id", {"type": "string", "pattern": "^[0-9A-Za-z_-]{1,64}$"},
+                 "ticket id or number", "path")
+IF_MATCH = _p("If-Match", {"type": "string"}, 'the ETag of GET /tickets/{id}, e.g. "42"',
+              "header")
+IDEM = _p("Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 200,
+                              "pattern": "^[\\x20-\\x7e]+$"},
+          "a retry with the same key has the effect once", "header")
+MAILBOX_Q = _p("mailbox", {"type": "string", "maxLength": 320},
+               "the receiving mailbox (else To); required for a tenant's token")
+ETAG = _p("ETag", {"type": "string"}, "the ticket's event version", "header")
+ROUTES: list[Op] = [
+    Op("GET", "/healthz", health, "the API answers and PostgreSQL too", None,
+       response=Health, errors=(503,)),
+    Op("GET", "/readyz", ready, "PostgreSQL and NATS are reachable", None,
+       response=Health, errors=(503,)),
+    Op("GET", "/openapi.json", openapi_json, "this document", None),
+    Op("GET", "/docs", docs, "an HTML reference of this document", None,
+       response_media="text/html"),
+    Op("GET", "/tickets", list_tickets, "list tickets (keyset pages by number)", "read", (
+        _p("status", {"type": "string"}, "all or a comma list of " + ", ".join(STATUSES)
+           + " (default open)"),
+        _p("requester", {"type": "string"}, "requester address"),
+        _p("mailbox", {"type": "string"}, "receiving mailbox"),
+        _p("updated_since", {"type": "string", "format": "date-time"},
+           "only tickets updated at or after this RFC 3339 time"),
+        _p("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+           "page size (default 100)"),
+        _p("cursor", {"type": "string"}, "`cursor` of the previous page"),
+    ), response=TicketPage,
+       response_headers=(_p("Link", {"type": "string"}, 'rel="next" page', "header"),)),
+    Op("GET", "/tickets/{id}", get_ticket, "a ticket with its mails", "read", (TICKET_PATH,),
+       response=TicketDetail, response_headers=(ETAG,), errors=(404,)),
+    Op("GET", "/tickets/{id}/events", ticket_events, "the ticket's events", "read",
+       (TICKET_PATH,), response=EventList, errors=(404,)),
+    Op("POST", "/tickets/{id}/solve", solve, "mark solved (idempotent)", "write",
+       (TICKET_PATH, IF_MATCH, IDEM), StatusBody, ok=202, response=StatusResult,
+       response_headers=(ETAG,), errors=(404, 412)),
+    Op("POST", "/tickets/{id}/close", close, "close (idempotent)", "write",
+       (TICKET_PATH, IF_MATCH, IDEM), StatusBody, ok=202, response=StatusResult,
+       response_headers=(ETAG,), errors=(404, 412)),
+    Op("POST", "/tickets/{id}/merge", merge, "merge into another ticket (idempotent)", "write",
+       (TICKET_PATH, IF_MATCH, IDEM), MergeBody, ok=202, response=MergeResult,
+       response_headers=(ETAG,), errors=(404, 412)),
+    Op("POST", "/tickets/{id}/reply", reply, "answer the requester by mail", "write",
+       (TICKET_PATH, IF_MATCH, IDEM), ReplyBody, ok=202, response=ReplyResult,
+       response_headers=(ETAG,), errors=(404, 412)),
+    Op("POST", "/inbound/mime", inbound_mime, "take one raw RFC 5322 mail", "intake",
+       (MAILBOX_Q,), bytes, ("message/rfc822", "application/octet-stream"), ok=202,
+       response=IntakeResult, errors=(422,)),
+    Op("POST", "/inbound/postmark", inbound_postmark, "take a Postmark inbound webhook",
+       "intake", (MAILBOX_Q,), _Postmark, ok=202, response=IntakeResult, errors=(422,)),
+    Op("GET", "/messages/{message_id}/raw", raw_message, "the raw bytes of a mail", "read",
+       (_p("message_id", {"type": "string", "minLength": 1, "maxLength": 998},
+           "Message-ID without <>", "path"),), response=bytes,
+       response_media="message/rfc822", errors=(404,)),
+]
 
 
 def build(pool: asyncpg.Pool, store: JetStreamEventStore, raw: RawStore, intake: Intake,
-          max_bytes: int, secret: bytes, index: KvIndex) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=max_bytes)
+          max_bytes: int, secret: bytes, index: KvIndex, *, tokens: TokenStore | None = None,
+          hosts: frozenset[str] = frozenset(), body_timeout: float = READ_TIMEOUT
+          ) -> web.Application:
+    """The API app; `hosts` empty = any Host (app.py passes `allowed_hosts(settings)`)."""
+    app = web.Application(middlewares=[problems, guard], client_max_size=max_bytes)
     app[POOL], app[STORE], app[RAW], app[INTAKE] = pool, store, raw, intake
     app[SECRET], app[INDEX] = secret, index
-    app.add_routes([
-        web.get("/healthz", health),
-        web.get("/tickets", list_tickets),
-        web.get("/tickets/{id}", get_ticket),
-        web.get("/tickets/{id}/events", ticket_events),
-        web.post("/tickets/{id}/solve", solve),
-        web.post("/tickets/{id}/close", close),
-        web.post("/tickets/{id}/merge", merge),
-        web.post("/tickets/{id}/reply", reply),
-        web.post("/inbound/mime", inbound_mime),
-        web.post("/inbound/postmark", inbound_postmark),
-        web.get("/messages/{message_id}/raw", raw_message),
-    ])
+    app[TOKENS] = tokens or TokenStore(store.js, store.ns)
+    app[HOSTS], app[BODY_TIMEOUT] = hosts, body_timeout
+    app[OPS] = {(op.method, op.path): op for op in ROUTES}
+    app[SPEC] = msgspec.json.encode(document(ROUTES, "tidydesk", "1"))
+    for op in ROUTES:
+        app.router.add_route(op.method, op.path, op.handler)
     return app
+
+
+def runner(app: web.Application, keepalive_timeout: float = KEEPALIVE_TIMEOUT
+           ) -> web.AppRunner:
+    """The server settings: a handler stops when its client leaves; an idle or slow-header
+    connection is closed after `keepalive_timeout`."""
+    return web.AppRunner(app, access_log=None, handler_cancellation=True,
+                         keepalive_timeout=keepalive_timeout)

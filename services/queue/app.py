@@ -13,7 +13,7 @@ from services.common.runtime import open_bus
 from services.common.settings import Settings
 from services.common.store import JetStreamEventStore, KvIndex, RawStore, close
 from services.ingest.intake import Intake
-from services.queue.api import build
+from services.queue.api import allowed_hosts, build, runner
 from services.queue.projection import Projector
 from services.threading.engine import shared_secret
 
@@ -40,10 +40,11 @@ async def run(settings: Settings) -> None:
     store, raw = JetStreamEventStore(js, ns), RawStore(js, ns)
     index = KvIndex(js, ns)
     secret = await shared_secret(index)
-    app = build(pool, store, raw, Intake(store, raw), settings.max_message_bytes, secret, index)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+    app = build(pool, store, raw, Intake(store, raw), settings.max_message_bytes, secret, index,
+                hosts=allowed_hosts(settings))
+    server = runner(app)
+    await server.setup()
+    await web.TCPSite(server, settings.http_host, settings.http_port).start()
     log.info("http_listening", host=settings.http_host, port=settings.http_port)
     try:
         projector = Projector(js, pool, ns)
@@ -53,7 +54,7 @@ async def run(settings: Settings) -> None:
                 js, ns, projector.name, projector.retry)),
         )
     finally:
-        await runner.cleanup()
+        await server.cleanup()
         await close(nc)  # unacked work is redelivered to the next instance
         await pool.close()
 

@@ -36,17 +36,39 @@ class Up:
             assert self.proc.poll() is None, self.log.read_text()[-3000:]
             try:
                 self.get("/healthz")
-                return
+                break
             except OSError:
                 time.sleep(0.3)
-        raise AssertionError("stack did not come up:\n" + self.log.read_text()[-3000:])
+        else:
+            raise AssertionError("stack did not come up:\n" + self.log.read_text()[-3000:])
+        self.mint_token()
+
+    def mint_token(self) -> None:
+        """An admin token for the test's requests and the CLI (TIDYDESK_API_TOKEN)."""
+        nats_url = self.env.get("TIDYDESK_NATS_URL", "")
+        deadline = time.monotonic() + 30
+        while not nats_url and time.monotonic() < deadline:  # embedded: `up` prints it
+            found = re.search(r"^\s+NATS\s+(\S+)", self.log.read_text(), re.M)
+            nats_url = found.group(1) if found else ""
+            time.sleep(0.2)
+        # (= `tidydesk tokens create --scope admin`)
+        out = subprocess.run([sys.executable, "-m", "services.queue.tokens", "create",
+                              "--scope", "admin", "--name", "e2e"],
+                             env={**self.env, "TIDYDESK_NATS_URL": nats_url},
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+        self.token = out.split()[-1]
+        assert self.token.startswith("tdk_"), out
+        self.env["TIDYDESK_API_TOKEN"] = self.token
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.api + path, timeout=5) as resp:
+        headers = {"Authorization": f"Bearer {self.token}"} if hasattr(self, "token") else {}
+        req = urllib.request.Request(self.api + path, headers=headers)
+        with urllib.request.urlopen(req, timeout=5) as resp:
             return json.loads(resp.read())
 
     def post(self, path: str, body: bytes) -> Any:
-        req = urllib.request.Request(self.api + path, data=body, method="POST")
+        req = urllib.request.Request(self.api + path, data=body, method="POST", headers={
+            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
 

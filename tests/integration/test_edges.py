@@ -20,11 +20,18 @@ from services.common.store import (
 )
 from services.ingest.intake import Intake
 from services.ingest.smtp import serve
+from services.queue.auth import TokenStore
 from tests.conftest import Stack, eventually, free_port, mail
 
 
+async def _session(stack: Stack) -> aiohttp.ClientSession:
+    """A client sending an admin token (every API route but health and docs needs one)."""
+    token, _ = await TokenStore(stack.js, stack.ns).create(("admin",), name="edges")
+    return aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"})
+
+
 async def test_api_serves_tickets_messages_events_and_raw(stack: Stack, api: str) -> None:
-    async with aiohttp.ClientSession() as http:
+    async with await _session(stack) as http:
         async with http.post(f"{api}/inbound/mime", data=mail("h1@example.com")) as r:
             assert r.status == 202
             assert (await r.json())["message_id"] == "h1@example.com"
@@ -54,18 +61,21 @@ async def _events(http: aiohttp.ClientSession, url: str, n: int) -> list[dict[st
     return events if len(events) >= n else []
 
 
-async def test_api_bad_input_gets_json_errors(stack: Stack, api: str) -> None:
-    async with aiohttp.ClientSession() as http:
+async def test_api_bad_input_gets_problem_json(stack: Stack, api: str) -> None:
+    async with await _session(stack) as http:
         async with http.get(f"{api}/tickets/nope") as r:
-            assert r.status == 404 and "nope" in (await r.json())["error"]
+            assert r.status == 404 and "nope" in (await r.json(content_type=None))["detail"]
+            assert r.content_type == "application/problem+json"
         await stack.intake.accept(mail("h2@example.com"))
         (row,) = await eventually(stack.tickets)
         async with http.post(f"{api}/tickets/{row['id']}/solve", data=b"{not json") as r:
-            assert r.status == 400 and "malformed JSON" in (await r.json())["error"]
+            assert r.status == 400
+            assert "malformed JSON" in (await r.json(content_type=None))["detail"]
         async with http.post(f"{api}/inbound/mime", data=b"\x00\x01 no headers") as r:
-            assert r.status == 422 and "rejected" in (await r.json())["error"]
+            assert r.status == 422
+            assert "rejected" in (await r.json(content_type=None))["detail"]
         async with http.post(f"{api}/inbound/mime", data=io.BytesIO(b"x" * (2 << 20))) as r:
-            assert r.status == 413 and "error" in await r.json()
+            assert r.status == 413 and "detail" in await r.json(content_type=None)
         async with http.get(f"{api}/messages/missing@x/raw") as r:
             assert r.status == 404
 
@@ -118,11 +128,11 @@ async def test_postmark_inbound_json(stack: Stack, api: str) -> None:
     payload = {"FromFull": {"Email": "pm@example.com", "Name": "P M"}, "To": "support@acme.example",
                "Subject": "Via Postmark", "MessageID": "pm-1", "TextBody": "Hello from Postmark",
                "Headers": [{"Name": "Message-ID", "Value": "<pm-1@example.com>"}]}
-    async with aiohttp.ClientSession() as http:
+    async with await _session(stack) as http:
         async with http.post(f"{api}/inbound/postmark", json=payload) as r:
             assert r.status == 202 and (await r.json())["message_id"] == "pm-1@example.com"
         async with http.post(f"{api}/inbound/postmark", data=b"{oops") as r:
-            assert r.status == 400 and "error" in await r.json()
+            assert r.status == 400 and "Postmark" in (await r.json(content_type=None))["detail"]
     (row,) = await eventually(stack.tickets)
     assert row["subject"] == "Via Postmark" and row["requester"] == "pm@example.com"
 
@@ -133,7 +143,7 @@ async def test_merge_moves_messages_and_redirects_new_replies(stack: Stack, api:
     await stack.intake.accept(mail("m2@example.com", "Invoice wrong", subject="Invoice",
                                    sender="b@example.com"))
     first, second = await eventually(lambda: _two(stack))
-    async with aiohttp.ClientSession() as http:
+    async with await _session(stack) as http:
         async with http.post(f"{api}/tickets/{second['id']}/merge",
                              json={"into": str(first["number"])}) as r:
             assert r.status == 202

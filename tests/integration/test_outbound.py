@@ -125,12 +125,12 @@ async def notify(stack: Stack, nc: Client
 
 
 async def test_reply_is_mailed_and_answers_thread_back(
-        stack: Stack, api: str, notify: tuple[Sink, list[tuple[bytes, dict[str, str]]]]
-) -> None:
+        stack: Stack, api: str, api_headers: dict[str, str],
+        notify: tuple[Sink, list[tuple[bytes, dict[str, str]]]]) -> None:
     sink, hooks = notify
     await stack.intake.accept(mail("o1@example.com", "My order never arrived."))
     (row,) = await eventually(stack.tickets)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=api_headers) as http:
         body = {"text": "We resent it today.", "agent": "kim", "idempotency_key": "r1"}
         async with http.post(f"{api}/tickets/{row['number']}/reply", json=body) as r:
             sent: dict[str, Any] = await r.json()

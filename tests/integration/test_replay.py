@@ -63,7 +63,8 @@ def settled(stack: Stack, tickets: int) -> object:
 
 
 async def test_replay_under_live_traffic_never_shows_a_smaller_queue(
-        stack: Stack, api: str, nats_url: str, database_url: str, ns: str) -> None:
+        stack: Stack, api: str, api_headers: dict[str, str], nats_url: str, database_url: str,
+        ns: str) -> None:
     await send(stack, 0, 90)
     await eventually(settled(stack, 90), within=60)
     before = len(await stack.tickets())
@@ -71,7 +72,7 @@ async def test_replay_under_live_traffic_never_shows_a_smaller_queue(
     done = asyncio.Event()
 
     async def read() -> None:  # SQL and HTTP readers of the live queue, all through the swap
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=api_headers) as http:
             while not done.is_set():
                 seen.append(int(await stack.pool.fetchval("SELECT count(*) FROM tickets")))
                 async with http.get(f"{api}/tickets?status=all&limit=1000") as r:

@@ -7,9 +7,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from services.cli import asyncapi
 from services.common.events import (
-    EVENT_TYPES,
     MessageReceived,
     MessageThreaded,
     TicketOpened,
@@ -84,13 +82,3 @@ def test_settings_defaults_and_validation() -> None:
     with pytest.raises(msgspec.ValidationError):
         Settings.from_env({"TIDYDESK_SMTP_PORT": "many"})
     assert all(name.startswith("TIDYDESK_") for name in SETTINGS)
-
-
-def test_asyncapi_document_covers_every_event() -> None:
-    doc = asyncapi()
-    assert doc["asyncapi"] == "3.0.0"
-    for cls in EVENT_TYPES:
-        assert cls.__name__ in doc["components"]["schemas"]
-        assert cls.__name__ in doc["components"]["messages"]
-    opened = doc["components"]["schemas"]["TicketOpened"]
-    assert {"ticket_id", "number", "subject"} <= set(opened["required"])
