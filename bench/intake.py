@@ -40,7 +40,14 @@ from bench._common import (
     table,
 )
 from services.common.events import MessageReceived
-from services.common.store import JetStreamEventStore, RawStore, apply_topology, close, connect
+from services.common.store import (
+    JetStreamEventStore,
+    RawStore,
+    apply_topology,
+    close,
+    connect,
+    tenant,
+)
 from services.ingest.intake import Intake
 from services.ingest.parse import intake_key, parse
 from services.ingest.smtp import serve
@@ -266,8 +273,8 @@ async def bench(args: argparse.Namespace) -> None:
 
             async def record(m: bytes) -> object:
                 e = by_raw[m]
-                mid = e.message_id if isinstance(e, MessageReceived) else None
-                return await store.record_intake(e, intake_key(mid, m))
+                mid = e.message_id if isinstance(e, MessageReceived) else e.digest
+                return await store.record_intake(e, intake_key(tenant(e.mailbox), mid))
 
             runs.append(await watched(watch, lambda: drive(
                 "record_intake alone (event publish)", [m for _, m in events], record, 1,

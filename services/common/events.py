@@ -43,6 +43,12 @@ class MessageReceived(Event, frozen=True, tag="message.received"):
     attachments: tuple[Attachment, ...] = ()
     size: int = 0
     notes: tuple[str, ...] = ()  # parse defects and fallbacks worth knowing
+    # sha256 of the normalised content (From, Date, Subject, Message-ID, text, attachments):
+    # with the tenant, what tells a redelivery (same content) from a reused Message-ID
+    content_digest: str = ""
+    # the Message-ID the mail carried when another mail of the tenant already had it;
+    # `message_id` is then synthesised from `content_digest`
+    claimed_message_id: str | None = None
 
 
 class MessageRejected(Event, frozen=True, tag="message.rejected"):
@@ -101,6 +107,10 @@ class FollowupAcknowledged(PolicyDecision, frozen=True, tag="followup.acknowledg
     credited_agent: str | None = None
 
 
+class FollowupRecorded(PolicyDecision, frozen=True, tag="followup.recorded"):
+    """A machine-sent follow-up (auto-reply, bounce, bulk): on the record, no action, no credit."""
+
+
 class TicketSplit(PolicyDecision, frozen=True, tag="ticket.split"):
     """An unrelated topic was moved from `ticket_id` to the new ticket `new_ticket_id`."""
 
@@ -147,6 +157,68 @@ class TicketClosed(Event, frozen=True, tag="ticket.closed"):
     agent: str = ""
 
 
+class MessageHeld(Event, frozen=True, tag="message.held"):
+    """A message names this ticket but its sender is not verified: kept aside for an agent
+    to accept or move; it is not part of the conversation (no policy, no participant)."""
+
+    ticket_id: str
+    message_id: str
+    method: str  # the evidence that named the ticket: in-reply-to | references | subject-number
+    reason: str
+    confidence: float = 1.0
+    sender: str = ""
+    subject: str = ""
+    reply: str = ""
+    auto: str | None = None
+    reasons: tuple[str, ...] = ()
+    related: str | None = None
+    related_confidence: float = 0.0
+
+
+class ParticipantsSeen(Event, frozen=True, tag="participants.seen"):
+    """Addresses a threaded message was also sent to (To/Cc): participants from now on."""
+
+    ticket_id: str
+    message_id: str
+    addresses: tuple[str, ...]
+
+
+class ConversationMoved(Event, frozen=True, tag="conversation.moved"):
+    """This ticket's messages belong to `into`'s conversation (a reply that arrived before
+    its parent opened it); `conversation.adopted` on `into` carries them over."""
+
+    ticket_id: str
+    into: str
+    message_ids: tuple[str, ...]
+    reason: str = ""
+
+
+class ConversationAdopted(Event, frozen=True, tag="conversation.adopted"):
+    """The messages of `from_ticket` (moved here) are now this ticket's."""
+
+    ticket_id: str
+    from_ticket: str
+    messages: tuple[MessageThreaded, ...] = ()
+    held: tuple[MessageHeld, ...] = ()
+    participants: tuple[str, ...] = ()
+
+
+class AutoRecorded(Event, frozen=True, tag="message.auto_recorded"):
+    """An auto-reply that threads nowhere: recorded, but it opens no ticket."""
+
+    message_id: str
+    sender: str
+    mailbox: str
+    auto: str
+    subject: str = ""
+    ticket_id: str | None = None  # always None: the shape of a threading outcome
+    method: str = "auto"
+    confidence: float = 1.0
+    related: str | None = None
+    related_confidence: float = 0.0
+    reasons: tuple[str, ...] = ()
+
+
 AnyEvent = (
     MessageReceived
     | MessageRejected
@@ -154,12 +226,18 @@ AnyEvent = (
     | MessageThreaded
     | TicketReopened
     | FollowupAcknowledged
+    | FollowupRecorded
     | TicketSplit
     | DecisionShadowed
     | ReplySent
     | TicketMerged
     | TicketSolved
     | TicketClosed
+    | MessageHeld
+    | ParticipantsSeen
+    | ConversationMoved
+    | ConversationAdopted
+    | AutoRecorded
 )
 EVENT_TYPES: tuple[type[Event], ...] = AnyEvent.__args__
 

@@ -133,23 +133,29 @@ class JetStreamEventStore(Decides):
     def ticket_subject(self, ticket_id: str) -> str:
         return f"{self.ns}.tickets.{ticket_id}"
 
-    async def record_intake(self, event: Event, digest: str) -> bool:
-        """Publish an intake event once per digest, forever; False if it was already there."""
-        env = envelope(event, subject=digest, key=digest)
+    def intake_subject(self, key: str) -> str:
+        return f"{self.ns}.inbound.{key}"
+
+    async def record_intake(self, event: Event, key: str) -> bool:
+        """Publish an intake event once per key, forever; False if the key was taken."""
+        env = envelope(event, subject=key, key=key)
         headers = {
             "Nats-Msg-Id": env.id,
             "Nats-Expected-Last-Subject-Sequence": "0",
             "ce-type": env.type,
         }
         try:
-            ack = await self.js.publish(
-                f"{self.ns}.inbound.{digest}", encode(env), headers=headers
-            )
+            ack = await self.js.publish(self.intake_subject(key), encode(env), headers=headers)
         except APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 return False
             raise
         return not ack.duplicate
+
+    async def intake_event(self, key: str) -> Event | None:
+        """The intake event recorded under `key`, None if there is none."""
+        last = await self._last(self.intake_subject(key))
+        return None if last is None or last.data is None else decode(last.data).data
 
     async def _last(self, subject: str) -> api.RawStreamMsg | None:
         """The subject's last message (from the stream leader), None if it has none."""

@@ -8,9 +8,15 @@ from datetime import datetime
 import msgspec
 
 from services.common.events import (
+    AutoRecorded,
+    ConversationAdopted,
+    ConversationMoved,
     Envelope,
     FollowupAcknowledged,
+    FollowupRecorded,
+    MessageHeld,
     MessageThreaded,
+    ParticipantsSeen,
     ReplySent,
     TicketClosed,
     TicketMerged,
@@ -41,6 +47,13 @@ class Ticket(msgspec.Struct, kw_only=True):
     decided: set[str] = msgspec.field(default_factory=set)  # message ids a policy ruled on
     # follow-ups that arrived while the ticket was solved/closed: message id -> status then
     followups: dict[str, str] = msgspec.field(default_factory=dict)
+    held: dict[str, MessageHeld] = msgspec.field(default_factory=dict)  # for an agent
+    seen: set[str] = msgspec.field(default_factory=set)  # To/Cc of its threaded messages
+    support: set[str] = msgspec.field(default_factory=set)  # addresses replies went out from
+    agents: set[str] = msgspec.field(default_factory=set)
+    moved: bool = False  # merged_into by conversation.moved: `into` adopts the messages
+    adopted: set[str] = msgspec.field(default_factory=set)  # tickets whose messages moved here
+    recorded: set[str] = msgspec.field(default_factory=set)  # auto mail recorded here
     version: int = 0
 
     @property
@@ -48,7 +61,9 @@ class Ticket(msgspec.Struct, kw_only=True):
         return self.status != "new"
 
     def has_message(self, message_id: str) -> bool:
-        return any(m.message_id == message_id for m in self.messages)
+        """Threaded, held or recorded here already."""
+        return message_id in self.held or message_id in self.recorded or any(
+            m.message_id == message_id for m in self.messages)
 
     def apply(self, env: Envelope, seq: int = 0) -> None:
         """Fold one event into the state."""
@@ -64,7 +79,7 @@ class Ticket(msgspec.Struct, kw_only=True):
             case TicketReopened() as e:
                 self.status, self.solved_at, self.solved_by = "open", None, None
                 self.decided.add(e.message_id)
-            case FollowupAcknowledged() as e:
+            case FollowupAcknowledged() | FollowupRecorded() as e:
                 self.decided.add(e.message_id)
             case TicketSplit() as e:
                 self.decided.add(e.message_id)
@@ -72,6 +87,9 @@ class Ticket(msgspec.Struct, kw_only=True):
             case TicketSolved() as e:
                 self.status, self.solved_at, self.solved_by = "solved", env.time, e.agent or None
             case ReplySent() as e:  # the agent's side of the conversation
+                self.support.add(e.sender.lower())
+                self.agents.add(e.agent.lower())
+                self.seen.add(e.to.lower())
                 self.messages.append(MessageThreaded(
                     ticket_id=e.ticket_id, message_id=e.message_id, method="reply.sent",
                     sender=e.sender, subject=e.subject, reply=e.text))
@@ -80,6 +98,19 @@ class Ticket(msgspec.Struct, kw_only=True):
             case TicketClosed():
                 self.status = "closed"
                 self.solved_at = self.solved_at or env.time
+            case MessageHeld() as e:
+                self.held[e.message_id] = e
+            case ParticipantsSeen() as e:
+                self.seen.update(e.addresses)
+            case ConversationMoved() as e:
+                self.status, self.merged_into, self.moved = "merged", e.into, True
+            case ConversationAdopted() as e:
+                self.adopted.add(e.from_ticket)
+                self.messages.extend(e.messages)
+                self.held.update((h.message_id, h) for h in e.held)
+                self.seen.update(e.participants)
+            case AutoRecorded() as e:
+                self.recorded.add(e.message_id)
         self.version = max(self.version, seq)
         self.updated_at = env.time
 
@@ -87,12 +118,24 @@ class Ticket(msgspec.Struct, kw_only=True):
         """An independent copy: applying events to it leaves this ticket as it is."""
         return msgspec.structs.replace(
             self, splits=list(self.splits), messages=list(self.messages),
-            decided=set(self.decided), followups=dict(self.followups))
+            decided=set(self.decided), followups=dict(self.followups), held=dict(self.held),
+            seen=set(self.seen), support=set(self.support), agents=set(self.agents),
+            adopted=set(self.adopted), recorded=set(self.recorded))
 
     @property
     def participants(self) -> set[str]:
         """Addresses that have written to this ticket."""
         return {self.requester} | {m.sender for m in self.messages}
+
+    def support_addresses(self) -> set[str]:
+        """The tenant's own addresses on this ticket: never customer participants."""
+        local, _, domain = self.mailbox.lower().partition("@")
+        return self.support | ({f"{local.split('+')[0]}@{domain}"} if domain else set())
+
+    def customers(self) -> set[str]:
+        """Customer addresses this ticket has seen: requester, senders, To/Cc."""
+        everyone = {self.requester.lower()} | {m.sender.lower() for m in self.messages}
+        return (everyone | self.seen) - self.support_addresses() - {""}
 
 
 def fold(ticket_id: str | Ticket, history: Iterable[tuple[int, Envelope]]) -> Ticket:

@@ -1,16 +1,33 @@
-"""Accepting one mail: keep the raw bytes, then publish its intake event exactly once."""
+"""Accepting one mail: keep the raw bytes, then publish its intake event exactly once.
+
+A mail is recorded once per tenant (the recipient mailbox's domain) and Message-ID. When
+that key is taken by a mail of other content (`content_digest`), the Message-ID was reused:
+this mail is recorded under an id synthesised from its content, and the claimed id is kept.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
+import msgspec
 import structlog
 
 from services.common.events import MessageReceived, MessageRejected
-from services.common.store import JetStreamEventStore, RawStore
-from services.ingest.parse import intake_key, parse
+from services.common.store import JetStreamEventStore, RawStore, tenant
+from services.ingest.parse import intake_key, parse, synthesised_id
 
 log = structlog.get_logger()
+Accepted = tuple[MessageReceived | MessageRejected, bool]
+REUSED = "Message-ID reused by different content"
+
+
+def per_tenant(mailboxes: Sequence[str]) -> list[str]:
+    """The first mailbox of each tenant, in order: a mail is recorded once per tenant."""
+    first: dict[str, str] = {}
+    for mailbox in mailboxes:
+        first.setdefault(tenant(mailbox.strip()), mailbox.strip().lower())
+    return list(first.values())
 
 
 class Intake:
@@ -20,22 +37,44 @@ class Intake:
         self.store, self.raw = store, raw
 
     async def accept(self, raw: bytes, *, mailbox: str = "", envelope_from: str = ""
-                     ) -> tuple[MessageReceived | MessageRejected, bool]:
+                     ) -> Accepted:
         """Store and publish; returns the event and whether it was new (False = duplicate).
 
+        Without `mailbox` (in-process callers) the first To address is the recipient.
         Raises when NATS cannot take the mail, so the caller can refuse it temporarily.
         """
+        return (await self.deliver(raw, [mailbox], envelope_from=envelope_from))[0]
+
+    async def deliver(self, raw: bytes, mailboxes: Sequence[str], *, envelope_from: str = ""
+                      ) -> list[Accepted]:
+        """`accept` for each tenant among `mailboxes` (an SMTP transaction's recipients).
+
+        Every event is published before this returns; a retry after a failure is safe.
+        """
         # parsing hostile mail can take CPU seconds: keep the event loop (SMTP, IMAP) serving
-        event = await asyncio.to_thread(parse, raw, mailbox=mailbox, envelope_from=envelope_from)
+        first, *others = per_tenant(mailboxes) or [""]
+        parsed = await asyncio.to_thread(parse, raw, mailbox=first, envelope_from=envelope_from)
         await self.raw.put(raw)  # before the event: an event never names missing bytes
-        real_id = event.message_id if isinstance(event, MessageReceived) else None
-        if real_id and real_id.endswith("@tidydesk.invalid"):
-            real_id = None
-        new = await self.store.record_intake(event, intake_key(real_id, raw))
-        if isinstance(event, MessageReceived):
-            log.info("message_received", message_id=event.message_id, digest=event.digest,
-                     duplicate=not new, auto=event.auto)
-        else:
+        events = [parsed, *(msgspec.structs.replace(parsed, mailbox=m) for m in others)]
+        return [await self._record(event) for event in events]
+
+    async def _record(self, event: MessageReceived | MessageRejected) -> Accepted:
+        owner = tenant(event.mailbox)
+        if isinstance(event, MessageRejected):
+            new = await self.store.record_intake(event, intake_key(owner, event.digest))
             log.warning("message_rejected", digest=event.digest, reason=event.reason,
-                        duplicate=not new)
+                        mailbox=event.mailbox, duplicate=not new)
+            return event, new
+        new = await self.store.record_intake(event, intake_key(owner, event.message_id))
+        if not new:
+            held = await self.store.intake_event(intake_key(owner, event.message_id))
+            if (isinstance(held, MessageReceived) and held.content_digest
+                    and held.content_digest != event.content_digest):
+                event = msgspec.structs.replace(
+                    event, message_id=synthesised_id(event.content_digest),
+                    claimed_message_id=event.message_id, notes=(*event.notes, REUSED))
+                new = await self.store.record_intake(event, intake_key(owner, event.message_id))
+        log.info("message_received", message_id=event.message_id, digest=event.digest,
+                 mailbox=event.mailbox, duplicate=not new, auto=event.auto,
+                 claimed_message_id=event.claimed_message_id)
         return event, new

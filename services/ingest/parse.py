@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from services.common.events import Attachment, MessageReceived, MessageRejected
+from services.ingest import autoreply
 from services.ingest.extract import body_of, extract, html_to_text
 from services.ingest.sanitize import Tally, clean, scrub, text_charset
 
@@ -27,6 +28,9 @@ MAX_ADDR_HEADERS = 10  # To/Cc header fields read (RFC 5322 allows one each)
 MAX_ATTACHMENTS = 200
 MAX_EVENT_BYTES = 512 * 1024  # encoded event; NATS refuses payloads over 1 MiB by default
 _MSGID = re.compile(r"<([^<>\s]{1,500})>")
+# a mail's own Message-ID: the header starts with one <left@right>, without spaces or brackets
+_OWN_ID = re.compile(r"<([^<>\s@]{1,250}@[^<>\s@]{1,250})>(?=\s|\(|$)")
+SYNTHETIC = "@tidydesk.invalid"  # the domain of synthesised Message-IDs; never taken from mail
 # the charset of an encoded word (=?cs?Q?…?=), and of an RFC 2231 parameter (name*=cs'lang'…)
 _WORD_CHARSET = re.compile(r"(=\?)([^?\s]{0,80})(?=\?)")
 _PARAM_CHARSET = re.compile(r"(\*=\s*\"?)([^'\"\s;]{0,80})(?=')")
@@ -98,10 +102,36 @@ class _Message(EmailMessage):
 POLICY = _Policy(message_factory=_Message)
 
 
-def intake_key(message_id: str | None, raw: bytes) -> str:
-    """Dedupe key: the Message-ID when there is one, else the bytes."""
-    source = message_id.encode("utf-8", "surrogatepass") if message_id else raw
-    return hashlib.sha256(source).hexdigest()
+def intake_key(tenant: str, identity: str) -> str:
+    """Dedupe key of a mail in a tenant: `identity` is its Message-ID (or raw digest)."""
+    return hashlib.sha256(f"{tenant}\0{identity}".encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def synthesised_id(content_digest: str) -> str:
+    """A stable Message-ID for a mail without a usable one of its own."""
+    return f"{content_digest[:32]}{SYNTHETIC}"
+
+
+def own_message_id(msg: EmailMessage) -> tuple[str | None, str]:
+    """(the mail's Message-ID if well-formed, else None; the raw header value, folded)."""
+    value = _raw_value(msg, "message-id")
+    found = _OWN_ID.match(value)
+    if found is None or found.group(1).lower().endswith(SYNTHETIC):
+        return None, value
+    return found.group(1), value
+
+
+def _raw_value(msg: EmailMessage, name: str) -> str:
+    """A header's first value as sent (unparsed, unfolded, at most 1000 characters)."""
+    value = next((v for k, v in msg.raw_items() if k.lower() == name), "")
+    return " ".join(str(value)[:1000].split())
+
+
+def content_digest(sender: str, date: str, subject: str, message_id: str, text: str,
+                   attachments: tuple[Attachment, ...]) -> str:
+    """sha256 of what a relay does not change: not Received, DKIM, Authentication-Results."""
+    fields = [sender, date, subject, message_id, text, [a.sha256 for a in attachments]]
+    return hashlib.sha256(msgspec.json.encode(fields)).hexdigest()
 
 
 def message_ids(value: object) -> tuple[str, ...]:
@@ -175,10 +205,13 @@ def _parse(raw: bytes, digest: str, mailbox: str, envelope_from: str, tally: Tal
     if "@" not in sender:
         return MessageRejected(digest=digest, reason="no sender address in From or MAIL FROM",
                                mailbox=mailbox, size=len(raw))
-    ids = message_ids(msg.get("Message-ID"))
-    message_id = ids[0] if ids else f"{digest[:32]}@tidydesk.invalid"
-    if not ids:
-        notes.append("no Message-ID; synthesised from the bytes")
+    recipient = mailbox.lower() or _first_addr(msg.get("To"))
+    if not mailbox and recipient:  # in-process callers only: SMTP and HTTP name the mailbox
+        notes.append("no envelope recipient: mailbox taken from the To header")
+    if "@" not in recipient:
+        return MessageRejected(digest=digest, reason="no recipient mailbox", mailbox=mailbox,
+                               size=len(raw))
+    own_id, id_header = own_message_id(msg)
     # cleaned before use: what is derived from them (auto, reply) is clean, and junk does
     # not push text past MAX_TEXT
     subject = " ".join(clean(str(msg.get("Subject", "")), tally).split())[:MAX_TEXT // 100]
@@ -208,10 +241,15 @@ def _parse(raw: bytes, digest: str, mailbox: str, envelope_from: str, tally: Tal
     if len(attachments) > MAX_ATTACHMENTS:
         attachments = attachments[:MAX_ATTACHMENTS]
         notes.append(f"only the first {MAX_ATTACHMENTS} attachments listed (raw kept)")
+    content = content_digest(sender, _raw_value(msg, "date"), subject, id_header, text,
+                             attachments)
+    if own_id is None:
+        notes.append(f"malformed Message-ID {id_header[:80]!r}; synthesised from the content"
+                     if id_header else "no Message-ID; synthesised from the content")
     return MessageReceived(
-        message_id=message_id,
+        message_id=own_id or synthesised_id(content),
         digest=digest,
-        mailbox=mailbox.lower() or _first_addr(msg.get("To")),
+        mailbox=recipient,
         sender=sender,
         sender_name=sender_name[:200],
         to=_addrs(_values(msg, "To")),
@@ -222,10 +260,11 @@ def _parse(raw: bytes, digest: str, mailbox: str, envelope_from: str, tally: Tal
         references=message_ids(msg.get("References")),
         text=text[:MAX_TEXT],
         reply=parts.reply[:MAX_TEXT],
-        auto=auto_reason(msg, subject, sender),
+        auto=auto_reason(msg, subject, sender) or autoreply.detect(parts.reply or text, subject),
         attachments=attachments,
         size=len(raw),
         notes=tuple(notes),
+        content_digest=content,
     )
 
 

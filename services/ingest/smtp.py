@@ -10,7 +10,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import (
+    DATA_SIZE_DEFAULT,
+    SMTP,
+    AuthResult,
+    Envelope,
+    LoginPassword,
+    Session,
+)
 
 from services.common.events import MessageRejected
 from services.ingest.intake import Intake
@@ -95,18 +102,32 @@ class IntakeHandler:
         raw = envelope.original_content or envelope.content or b""
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
-        rcpt = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""
-        try:
-            event, new = await asyncio.wait_for(
-                self.intake.accept(raw, mailbox=rcpt, envelope_from=envelope.mail_from or ""),
+        try:  # every accepted recipient's mail is published before the 250
+            results = await asyncio.wait_for(
+                self.intake.deliver(raw, envelope.rcpt_tos,
+                                    envelope_from=envelope.mail_from or ""),
                 STORE_TIMEOUT,
             )
         except Exception as exc:  # NATS down or slow: let the sending server retry
             log.error("smtp_store_failed", error=str(exc) or type(exc).__name__)
             return "451 4.3.0 Mail not stored, please try again later"
+        event = results[0][0]
         if isinstance(event, MessageRejected):
             return f"554 5.6.0 Rejected: {event.reason} (kept as {event.digest[:16]})"
+        new = any(n for _, n in results)
         return f"250 2.0.0 Ok: {'queued' if new else 'already had'} {event.digest[:16]}"
+
+
+class LongLineSMTP(SMTP):
+    """aiosmtpd's SMTP taking mail lines over 1,000 octets, as sent (RFC 5321 4.5.3.1.6
+    lets a server accept them; aiosmtpd answers 500, and the sender bounces the mail).
+
+    Command lines stay limited by `command_size_limit`.
+    """
+
+    def __init__(self, handler: Any, *, line_limit: int, **options: Any) -> None:
+        self.line_length_limit = max(line_limit, SMTP.line_length_limit)
+        super().__init__(handler, **options)
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
@@ -145,7 +166,9 @@ async def serve(intake: Intake, host: str, port: int, max_bytes: int, *,
         with warnings.catch_warnings():
             # aiosmtpd warns on AUTH without TLS; that is exactly what auth_insecure chose
             warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
-            return SMTP(handler, **options)
+            # a line may be as long as the whole mail: the size limit still applies
+            return LongLineSMTP(handler, line_limit=(max_bytes or DATA_SIZE_DEFAULT) + 2,
+                                **options)
 
     loop = asyncio.get_running_loop()
     return await loop.create_server(factory, host=host, port=port)

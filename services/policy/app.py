@@ -13,6 +13,7 @@ from services.common.events import (
     Envelope,
     Event,
     FollowupAcknowledged,
+    FollowupRecorded,
     MessageThreaded,
     TicketOpened,
     TicketReopened,
@@ -34,6 +35,8 @@ from services.policy.registry import get_policy
 
 log = structlog.get_logger()
 
+AUTO_REASON = "auto-reply: recorded, no action"
+
 
 def decision_events(ticket: Ticket, m: MessageThreaded, d: Decision, new_ticket: str
                     ) -> list[tuple[Event, str]]:
@@ -41,7 +44,9 @@ def decision_events(ticket: Ticket, m: MessageThreaded, d: Decision, new_ticket:
     common = dict(ticket_id=ticket.ticket_id, message_id=m.message_id, policy=d.policy,
                   version=d.version, confidence=d.confidence, reasons=d.reasons)
     event: Event
-    if d.verdict == "acknowledge":
+    if d.verdict == "auto":  # machine mail: on the record, nobody credited, nothing changes
+        event = FollowupRecorded(**common)  # type: ignore[arg-type]
+    elif d.verdict == "acknowledge":
         event = FollowupAcknowledged(**common, credited_agent=ticket.solved_by)  # type: ignore[arg-type]
     elif d.verdict == "split":
         event = TicketSplit(**common, new_ticket_id=new_ticket)  # type: ignore[arg-type]
@@ -52,9 +57,9 @@ def decision_events(ticket: Ticket, m: MessageThreaded, d: Decision, new_ticket:
 
 def decide(ticket: Ticket, m: MessageThreaded, at: datetime, policy: str) -> Decision:
     """The decision of `policy` on follow-up `m` (pure: the service and backtest share it)."""
-    if m.auto:  # machine mail never reopens anything, whatever the policy
-        return Decision(verdict="acknowledge", confidence=1.0, policy="intake",
-                        version="1", reasons=(f"auto-reply: {m.auto}",))
+    if m.auto:  # machine mail is its own outcome, whatever the policy: no reopen, no credit
+        return Decision(verdict="auto", confidence=1.0, policy="intake", version="2",
+                        reasons=(AUTO_REASON, f"machine mail: {m.auto}"))
     return get_policy(policy).decide(
         view(ticket, m.message_id, at),
         FollowUp(sender=m.sender, subject=m.subject, body=m.reply, reply=m.reply),

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from services.common.events import (
     Envelope,
     FollowupAcknowledged,
+    FollowupRecorded,
     MessageReceived,
     MessageRejected,
     MessageThreaded,
@@ -30,7 +31,8 @@ from services.common.ticket import Ticket
 from services.policy.app import decide
 from services.policy.registry import get_policy
 
-RECORDED = {TicketReopened: "reopen", FollowupAcknowledged: "acknowledge", TicketSplit: "split"}
+RECORDED = {TicketReopened: "reopen", FollowupAcknowledged: "acknowledge",
+            FollowupRecorded: "auto", TicketSplit: "split"}
 
 
 def language(text: str) -> str:

@@ -9,7 +9,7 @@ import msgspec
 
 from services.common.ticket import Ticket
 
-Verdict = Literal["acknowledge", "reopen", "split"]
+Verdict = Literal["acknowledge", "reopen", "split", "auto"]  # auto: machine mail, no action
 
 
 class PastMessage(msgspec.Struct, frozen=True, kw_only=True):

@@ -18,8 +18,13 @@ from nats.js import JetStreamContext, api
 
 from services.common import db, parking
 from services.common.events import (
+    AutoRecorded,
+    ConversationAdopted,
+    ConversationMoved,
     Envelope,
     FollowupAcknowledged,
+    FollowupRecorded,
+    MessageHeld,
     MessageReceived,
     MessageRejected,
     MessageThreaded,
@@ -33,6 +38,7 @@ from services.common.events import (
     decode,
 )
 from services.common.runtime import stop_if_cancelled
+from services.common.store import tenant
 
 log = structlog.get_logger()
 TABLES = ("tickets", "messages", "rejected", "events")
@@ -45,6 +51,10 @@ REPLAY_LOCK = 7367112  # pg_try_advisory_lock(REPLAY_LOCK, hashtext(ns)): one re
 # Not class 42 (undefined table, syntax): it names the SQL or schema, and parking would then
 # swallow every event; nor 08/53/57 (connection, resources, shutdown): those are transient.
 POISON_CLASSES = ("22", "23", "54")
+# messages are keyed (tenant, message_id) (002_messages_per_tenant.sql): a ticket's message
+# is the row of the ticket's tenant (any row while the ticket is not projected)
+_OF_TICKET = ("message_id = $1 AND tenant = coalesce((SELECT lower(regexp_replace(mailbox,"
+              " '^.*@', '')) FROM tickets WHERE id = $2), tenant)")
 
 
 class CheckpointMoved(Exception):
@@ -57,11 +67,12 @@ async def apply(conn: Conn, seq: int, env: Envelope) -> None:
     match env.data:
         case MessageReceived() as e:
             await conn.execute(
-                "INSERT INTO messages (message_id, digest, mailbox, sender, subject, received_at,"
-                " body, reply, auto) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
-                " ON CONFLICT (message_id) DO NOTHING",
-                e.message_id, e.digest, e.mailbox, e.sender, e.subject, t, e.text, e.reply,
-                e.auto,
+                "INSERT INTO messages (tenant, message_id, digest, mailbox, sender, subject,"
+                " received_at, body, reply, auto, claimed_message_id)"
+                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"
+                " ON CONFLICT (tenant, message_id) DO NOTHING",
+                tenant(e.mailbox), e.message_id, e.digest, e.mailbox, e.sender, e.subject, t,
+                e.text, e.reply, e.auto, e.claimed_message_id,
             )
             return
         case MessageRejected() as e:
@@ -78,17 +89,18 @@ async def apply(conn: Conn, seq: int, env: Envelope) -> None:
             )
         case MessageThreaded() as e:
             await conn.execute(
-                "UPDATE messages SET ticket_id = $2, threaded_by = $3 WHERE message_id = $1",
+                f"UPDATE messages SET ticket_id = $2, threaded_by = $3 WHERE {_OF_TICKET}",
                 e.message_id, e.ticket_id, e.method,
             )
             await conn.execute(
                 "UPDATE tickets SET message_count = message_count + 1 WHERE id = $1", e.ticket_id
             )
-        case TicketReopened() | FollowupAcknowledged() | TicketSplit() as e:
+        case TicketReopened() | FollowupAcknowledged() | FollowupRecorded() | TicketSplit() as e:
             verdict = {TicketReopened: "reopen", FollowupAcknowledged: "acknowledge",
-                       TicketSplit: "split"}[type(e)]
+                       FollowupRecorded: "auto", TicketSplit: "split"}[type(e)]
             await conn.execute(
-                "UPDATE messages SET decision = $2 WHERE message_id = $1", e.message_id, verdict
+                f"UPDATE messages SET decision = $3 WHERE {_OF_TICKET}",
+                e.message_id, e.ticket_id, verdict,
             )
             if isinstance(e, TicketReopened):
                 await conn.execute("UPDATE tickets SET status = 'open' WHERE id = $1", e.ticket_id)
@@ -96,10 +108,10 @@ async def apply(conn: Conn, seq: int, env: Envelope) -> None:
             await conn.execute("UPDATE tickets SET status = 'solved' WHERE id = $1", e.ticket_id)
         case ReplySent() as e:
             await conn.execute(
-                "INSERT INTO messages (message_id, digest, ticket_id, mailbox, sender, subject,"
-                " received_at, body, reply, threaded_by) VALUES ($1,'',$2,$3,$3,$4,$5,$6,$6,"
-                "'reply.sent') ON CONFLICT (message_id) DO NOTHING",
-                e.message_id, e.ticket_id, e.sender, e.subject, t, e.text,
+                "INSERT INTO messages (tenant, message_id, digest, ticket_id, mailbox, sender,"
+                " subject, received_at, body, reply, threaded_by) VALUES ($7,$1,'',$2,$3,$3,$4,"
+                "$5,$6,$6,'reply.sent') ON CONFLICT (tenant, message_id) DO NOTHING",
+                e.message_id, e.ticket_id, e.sender, e.subject, t, e.text, tenant(e.sender),
             )
             await conn.execute(
                 "UPDATE tickets SET message_count = message_count + 1 WHERE id = $1", e.ticket_id
@@ -115,6 +127,24 @@ async def apply(conn: Conn, seq: int, env: Envelope) -> None:
                                "updated_at = $3 WHERE id = $1", e.into, count, t)
         case TicketClosed() as e:
             await conn.execute("UPDATE tickets SET status = 'closed' WHERE id = $1", e.ticket_id)
+        case MessageHeld() as e:  # in the ticket for an agent, not counted as its message
+            await conn.execute(
+                "UPDATE messages SET ticket_id = $2, threaded_by = 'held' WHERE message_id = $1",
+                e.message_id, e.ticket_id,
+            )
+        case ConversationMoved() as e:  # its rows move with conversation.adopted on `into`
+            await conn.execute("UPDATE tickets SET status = 'merged', message_count = 0 "
+                               "WHERE id = $1", e.ticket_id)
+        case ConversationAdopted() as e:
+            ids = [m.message_id for m in e.messages] + [h.message_id for h in e.held]
+            await conn.execute("UPDATE messages SET ticket_id = $2 WHERE message_id = ANY($1)",
+                               ids, e.ticket_id)
+            await conn.execute("UPDATE tickets SET message_count = message_count + $2 "
+                               "WHERE id = $1", e.ticket_id, len(e.messages))
+        case AutoRecorded() as e:  # no ticket: the row keeps ticket_id NULL
+            await conn.execute("UPDATE messages SET threaded_by = 'auto' WHERE message_id = $1",
+                               e.message_id)
+            return
     ticket_id = env.data.ticket_id  # every remaining event belongs to a ticket
     await conn.execute("UPDATE tickets SET updated_at = $2 WHERE id = $1", ticket_id, t)
     await conn.execute(

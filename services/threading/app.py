@@ -6,13 +6,23 @@ import structlog
 from nats.js import JetStreamContext
 
 from services.common import health
-from services.common.events import Envelope, MessageReceived
+from services.common.events import (
+    AutoRecorded,
+    Envelope,
+    Event,
+    MessageHeld,
+    MessageReceived,
+    MessageThreaded,
+)
 from services.common.runtime import consume, open_bus
 from services.common.settings import Settings
 from services.common.store import JetStreamEventStore, KvIndex, close
 from services.threading.engine import Options, Threader, shared_secret
 
 log = structlog.get_logger()
+OUTCOMES: dict[type[Event], str] = {MessageThreaded: "message_threaded",
+                                    MessageHeld: "message_held",
+                                    AutoRecorded: "message_auto_recorded"}
 
 
 def options(settings: Settings) -> Options:
@@ -29,11 +39,11 @@ class ThreadingService:
             return  # rejections stay quarantined
         msg = env.data
         with structlog.contextvars.bound_contextvars(message_id=msg.message_id):
-            threaded = await self.threader.thread(msg, env.time)
-            if threaded is not None:
-                log.info("message_threaded", ticket_id=threaded.ticket_id,
-                         method=threaded.method, confidence=threaded.confidence,
-                         related=threaded.related)
+            outcome = await self.threader.thread(msg, env.time)
+            if outcome is not None:
+                log.info(OUTCOMES[type(outcome)], ticket_id=outcome.ticket_id,
+                         method=outcome.method, confidence=outcome.confidence,
+                         related=outcome.related)
 
 
 async def build(settings: Settings, js: JetStreamContext) -> ThreadingService:

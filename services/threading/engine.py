@@ -3,9 +3,16 @@
 The same code runs in the threading service (JetStream store, KV index) and offline in
 `tidydesk thread` (in-memory adapters). Order of evidence, recorded as `method`:
 out-of-order (a reply that arrived first claimed this message), in-reply-to / references,
-reply-token (support+<token>@…), subject-number ([#3322], sender-checked), content (the same
-requester's open ticket, only on strong evidence of the same request and never for machine
-mail; weaker candidates are recorded as `related`), else a new ticket.
+reply-token (support+<token>@…), subject-number ([#3322]), content (the same requester's
+open ticket, only on strong evidence of the same request and never for machine mail; weaker
+candidates are recorded as `related`), else a new ticket.
+
+Replies that arrive before their parent claim its Message-ID for their own ticket; when the
+parent arrives and its own ancestors name another ticket, the early replies move there
+(`conversation.moved` + `conversation.adopted`). Mail joined by headers or [#N] from an
+address the ticket has not seen (nor an agent; never the support address itself) is held
+(`message.held`) for an agent; reply-token mail is authorised by its token. An auto-reply
+that names no ticket is recorded (`message.auto_recorded`) and opens none.
 """
 
 from __future__ import annotations
@@ -20,7 +27,17 @@ from datetime import datetime
 
 import msgspec
 
-from services.common.events import Event, MessageReceived, MessageThreaded, TicketOpened
+from services.common.events import (
+    AutoRecorded,
+    ConversationAdopted,
+    ConversationMoved,
+    Event,
+    MessageHeld,
+    MessageReceived,
+    MessageThreaded,
+    ParticipantsSeen,
+    TicketOpened,
+)
 from services.common.store import EventStore, Index, digest_key, link, tenant, unlink
 from services.common.ticket import Ticket
 from services.policy.base import view
@@ -29,6 +46,10 @@ from services.threading import similarity
 LOOKUP_REFERENCES = 20  # the nearest References are enough to find a known ancestor
 OPEN = ("open", "pending")
 RELATED_FLOOR = 0.25  # below the join threshold but worth suggesting to an agent
+LINKS = ("in-reply-to", "references", "reply-token")  # evidence that moves early replies
+CHECKED = ("in-reply-to", "references", "out-of-order", "subject-number")  # sender-checked
+MAX_HOPS = 10  # merges/moves followed before giving up
+Outcome = MessageThreaded | MessageHeld | AutoRecorded
 _token = re.compile(r"^[^+@]+\+t([0-9a-f]{24})\.([0-9a-f]{12})@", re.IGNORECASE)
 
 
@@ -47,6 +68,11 @@ def locate(msg: MessageReceived, known: Mapping[str, str]) -> tuple[str | None, 
         if mid in known:
             return known[mid], "references"
     return None, "new"
+
+
+def auto_subject(message_id: str) -> str:
+    """The subject an unthreaded auto-reply is recorded on (no ticket behind it)."""
+    return "auto-" + digest_key(message_id)[:24]
 
 
 def new_ticket_id(msg: MessageReceived) -> str:
@@ -142,6 +168,8 @@ class Threader:
                 await self._subject_number(msg, v)
         if v.ticket_id is None and self.options.content_join:
             await self._content(msg, at, v)
+        if v.ticket_id is not None:
+            v.ticket_id = await self.live(v.ticket_id)
         return v
 
     @staticmethod
@@ -163,13 +191,9 @@ class Threader:
         tid = self._follow(await self.index.get(f"n:{int(found.group(1))}"), msg, v)
         if not tid:
             return
-        ticket = await self.store.load(tid)
-        if msg.sender in ticket.participants:
-            v.ticket_id, v.method = tid, "subject-number"
-            v.reasons.append(f"subject names #{ticket.number}; sender is a participant")
-        else:
-            v.reasons.append(f"subject names #{ticket.number} but {msg.sender} is not a "
-                             "participant: new ticket")
+        ticket = await self.store.load(await self.live(tid))
+        v.ticket_id, v.method = ticket.ticket_id, "subject-number"
+        v.reasons.append(f"subject names #{ticket.number}")  # the sender is checked on write
 
     async def _content(self, msg: MessageReceived, at: datetime, v: Verdict) -> None:
         threshold = self.options.threshold_for(msg.mailbox)
@@ -209,72 +233,214 @@ class Threader:
                                      f"(threshold {threshold:.2f}): new ticket, suggested as "
                                      "related")
 
-    async def thread(self, msg: MessageReceived, at: datetime) -> MessageThreaded | None:
-        """Thread one message; None when it was threaded before (never moved)."""
+    async def thread(self, msg: MessageReceived, at: datetime) -> Outcome | None:
+        """Thread one message; None when it was threaded (held, recorded) before."""
         own = self._follow(await self.index.get(f"m:{msg.message_id}"), msg, Verdict())
         if own:
+            own = await self.live(own)
             if (await self.store.load(own)).has_message(msg.message_id):
                 return None
-            v = Verdict(ticket_id=own, method="out-of-order",
-                        reasons=["a reply to this message arrived first"])
-            other = await self.find(msg, at)
-            if other.ticket_id and other.ticket_id != own:  # a gap joined two conversations
-                v.related, v.related_confidence = other.ticket_id, other.confidence
-                v.reasons.append(f"also linked to ticket {other.ticket_id} ({other.method}): "
-                                 "merge candidate")
-        else:
-            v = await self.find(msg, at)
+        v = await self.find(msg, at)
+        if own:
+            v = await self._resolve(msg, own, v)
+        elif v.ticket_id is None and msg.auto:
+            return await self._auto(msg, v)
         target = v.ticket_id or new_ticket_id(msg)
-        if v.ticket_id is None and self.options.use_headers:
+        if (v.ticket_id is None or v.method == "out-of-order") and self.options.use_headers:
             # Claim the unknown ancestors: a sibling or parent threaded at the same moment
             # by another instance either sees our claim or we see theirs.
             for mid in candidates(msg):
                 mine = link(target, msg.mailbox)
                 holder = self._follow(await self.index.claim(f"m:{mid}", mine), msg, Verdict())
-                if holder and holder != target:
+                holder = holder and await self.live(holder)
+                if not holder or holder == target:
+                    continue
+                if own:  # our early replies join the sibling that claimed the ancestor
+                    v = await self._resolve(msg, own, Verdict(
+                        ticket_id=holder, method="references", reasons=list(v.reasons)))
+                    target = v.ticket_id or target
+                else:
                     target, v.ticket_id, v.method = holder, holder, "references"
-                    break
+                break
         mine = link(target, msg.mailbox)
         holder = self._follow(await self.index.claim(f"m:{msg.message_id}", mine), msg, Verdict())
-        if holder and holder != target:
-            target, v.ticket_id, v.method = holder, holder, "out-of-order"
+        if holder and holder != target:  # a reply to this message claimed it meanwhile
+            v = await self._resolve(msg, await self.live(holder), v)
+            target = v.ticket_id or target
         return await self._record(msg, target, v)
 
-    async def _record(self, msg: MessageReceived, target: str, v: Verdict
-                      ) -> MessageThreaded | None:
-        for _ in range(10):  # follow merges to the surviving ticket
-            into = (await self.store.load(target)).merged_into
-            if into is None:
+    async def _resolve(self, msg: MessageReceived, own: str, v: Verdict) -> Verdict:
+        """This message was claimed by `own` (its replies arrived first). When its own
+        ancestors name another ticket, those replies move there; else it joins `own`."""
+        if v.ticket_id and v.ticket_id != own and v.method in LINKS:
+            # the early replies follow; those of senders the target has not seen arrive held
+            moved = await self.move(own, v.ticket_id, f"{msg.message_id} links "
+                                    f"{own} to {v.ticket_id} ({v.method})")
+            v.ticket_id = await self.live(v.ticket_id)
+            v.reasons.append(f"tickets {own} and {v.ticket_id} are one conversation: {moved} "
+                             f"messages moved")
+            return v
+        other = v if v.ticket_id and v.ticket_id != own else None
+        out = Verdict(ticket_id=own, method="out-of-order",
+                      reasons=["a reply to this message arrived first"])
+        if other is not None:  # kept apart: an agent may merge
+            out.related, out.related_confidence = other.ticket_id, other.confidence
+            out.reasons += [*other.reasons, f"also linked to ticket {other.ticket_id} "
+                            f"({other.method}): merge candidate"]
+        return out
+
+    def unverified(self, msg: MessageReceived, ticket: Ticket, method: str) -> str | None:
+        """Why the sender may not join `ticket` by `method` unchecked, None if it may."""
+        if method not in CHECKED or not ticket.exists:
+            return None
+        sender = msg.sender.lower()
+        support = ticket.support_addresses()
+        local, _, domain = msg.mailbox.lower().partition("@")
+        support.add(f"{local.split('+')[0]}@{domain}")
+        if sender in support:
+            return f"sent from the support address {sender}, not by a customer"
+        if sender in ticket.customers() or sender in ticket.agents:
+            return None
+        return (f"{sender} is neither the requester, a participant nor an agent of "
+                f"#{ticket.number}")
+
+    async def live(self, ticket_id: str) -> str:
+        """The ticket a (possibly merged or moved) ticket's conversation continues in."""
+        for _ in range(MAX_HOPS):
+            ticket = await self.store.load(ticket_id)
+            if ticket.merged_into is None:
                 break
-            v.reasons.append(f"ticket {target} was merged into {into}")
-            target = into
+            if ticket.moved:
+                await self._adopt(ticket)  # finish a move a crash interrupted
+            ticket_id = ticket.merged_into
+        return ticket_id
+
+    async def move(self, source: str, into: str, reason: str) -> int:
+        """Move every message of `source` into `into`: `conversation.moved` on the source
+        at its version, then `conversation.adopted` on the target at its version."""
+        def out(ticket: Ticket) -> list[tuple[Event, str]]:
+            if ticket.merged_into is not None:
+                return []
+            ids = (*(m.message_id for m in ticket.messages), *ticket.held)
+            return [(ConversationMoved(ticket_id=ticket.ticket_id, into=into, message_ids=ids,
+                                       reason=reason), f"moved:{into}")]
+
+        source, into = await self.live(source), await self.live(into)
+        if source == into:
+            return 0
+        if into > source:  # one order for every instance: two moves never form a cycle
+            source, into = into, source
+        await self.store.decide(source, out)
+        ticket = await self.store.load(source)
+        if ticket.moved:
+            await self._adopt(ticket)
+        return len(ticket.messages) + len(ticket.held)
+
+    async def _adopt(self, source: Ticket) -> None:
+        """Carry a moved ticket's messages into the live ticket it moved to (idempotent)."""
+        assert source.merged_into is not None
+        target, onward = source.merged_into, ""
+
+        def adopt(ticket: Ticket) -> list[tuple[Event, str]]:
+            nonlocal onward
+            onward = ticket.merged_into or ""
+            if onward or source.ticket_id in ticket.adopted or source.ticket_id == target:
+                return []
+            known = (ticket.customers() | ticket.agents) - ticket.support_addresses()
+            ok = [m for m in source.messages if m.method == "reply.sent" or
+                  m.sender.lower() in known]
+            held = [*source.held.values(), *(MessageHeld(
+                **msgspec.structs.asdict(m), reason=f"moved from ticket {source.ticket_id}: "
+                f"{m.sender} is not a participant of #{ticket.number}")
+                for m in source.messages if m not in ok)]
+            seen = source.customers() if source.requester.lower() in known else set()
+            return [(ConversationAdopted(
+                ticket_id=target, from_ticket=source.ticket_id, messages=tuple(ok),
+                held=tuple(held), participants=tuple(sorted(seen))),
+                f"adopted:{source.ticket_id}")]
+
+        for _ in range(MAX_HOPS):
+            await self.store.decide(target, adopt)
+            if not onward:
+                break
+            target = onward  # the target moved on itself: adopt into where it went
+        for mid in (*(m.message_id for m in source.messages), *source.held):
+            await self.index.put(f"m:{mid}", link(target, source.mailbox))
+
+    async def _auto(self, msg: MessageReceived, v: Verdict) -> AutoRecorded | None:
+        """An auto-reply that names no ticket: recorded on its own subject, no ticket."""
+        assert msg.auto is not None
+        event = AutoRecorded(message_id=msg.message_id, sender=msg.sender, mailbox=msg.mailbox,
+                             auto=msg.auto, subject=msg.subject,
+                             reasons=(*v.reasons, "auto-reply to nothing known: no ticket"))
+        subject = auto_subject(msg.message_id)
+        written = await self.store.decide(subject, lambda t: [] if t.has_message(
+            msg.message_id) else [(event, msg.message_id)])
+        return event if written else None
+
+    async def _record(self, msg: MessageReceived, target: str, v: Verdict) -> Outcome | None:
+        for _ in range(MAX_HOPS):
+            into = await self.live(target)
+            if into != target:
+                v.reasons.append(f"ticket {target} was merged into {into}")
+                target = into
+            written, retry = await self._write(msg, target, v)
+            if not retry:
+                return written
+            # moved or merged while we decided: follow it
+        raise RuntimeError(f"{msg.message_id}: ticket {target} keeps moving")
+
+    async def _write(self, msg: MessageReceived, target: str, v: Verdict
+                     ) -> tuple[Outcome | None, bool]:
+        """Append to `target`; (what was written, whether it moved meanwhile)."""
         opened: TicketOpened | None = None
+        ticket = await self.store.load(target)
         # Open whenever the target is not there yet: also a ticket claimed by an instance
         # that died before writing it.
-        if not (await self.store.load(target)).exists:
+        if not ticket.exists:
             number = await self.index.next_number(target)
             opened = TicketOpened(ticket_id=target, number=number, subject=msg.subject,
                                   requester=msg.sender, mailbox=msg.mailbox,
                                   message_id=msg.message_id)
             await self.index.put(f"n:{number}", link(target, msg.mailbox))
             await self._remember_open(msg.sender, target)
+        why = self.unverified(msg, ticket, v.method)
         threaded = MessageThreaded(
             ticket_id=target, message_id=msg.message_id, method=v.method,
             confidence=round(v.confidence, 3), sender=msg.sender, subject=msg.subject,
             reply=msg.reply, auto=msg.auto, reasons=tuple(v.reasons), related=v.related,
             related_confidence=round(v.related_confidence, 3),
         )
+        outcome: Outcome = threaded if why is None else MessageHeld(
+            **msgspec.structs.asdict(threaded), reason=why)
+        moved = False
 
         def decide(ticket: Ticket) -> list[tuple[Event, str]]:
+            nonlocal moved
             items: list[tuple[Event, str]] = []
+            if ticket.merged_into is not None:
+                moved = True
+                return items
             if opened is not None and not ticket.exists:
                 items.append((opened, "opened"))
             if not ticket.has_message(msg.message_id):
-                items.append((threaded, msg.message_id))
+                items.append((outcome, msg.message_id))
+                seen = self._new_participants(msg, ticket) if why is None else ()
+                if seen:
+                    items.append((ParticipantsSeen(ticket_id=target, message_id=msg.message_id,
+                                                   addresses=seen), f"seen:{msg.message_id}"))
             return items
 
         written = await self.store.decide(target, decide)
-        return threaded if written else None
+        return (outcome if written else None), moved
+
+    @staticmethod
+    def _new_participants(msg: MessageReceived, ticket: Ticket) -> tuple[str, ...]:
+        """To/Cc addresses of a threaded message the ticket has not seen yet."""
+        local, _, domain = msg.mailbox.lower().partition("@")
+        known = ticket.customers() | ticket.support_addresses() | {
+            f"{local.split('+')[0]}@{domain}", msg.sender.lower()}
+        return tuple(sorted({a.lower() for a in (*msg.to, *msg.cc)} - known - {""}))
 
     async def _remember_open(self, sender: str, ticket_id: str) -> None:
         """Keep the requester's (and organisation's) latest tickets for content matching."""

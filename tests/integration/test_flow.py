@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from services.common.events import FollowupAcknowledged, TicketReopened, TicketSolved
+from services.common.events import (
+    FollowupAcknowledged,
+    FollowupRecorded,
+    TicketReopened,
+    TicketSolved,
+)
 from services.queue.projection import Projector
 from tests.conftest import Stack, eventually, mail
 
@@ -45,8 +50,9 @@ async def test_followups_to_solved_ticket(stack: Stack) -> None:
 
     await eventually(decided)
     events = [e for _, e in await stack.store.history(stack.store.ticket_subject(tid))]
-    ack = next(e.data for e in events if isinstance(e.data, FollowupAcknowledged))
-    assert ack.message_id == "b2@example.com" and ack.credited_agent == "bob"
+    auto = next(e.data for e in events if isinstance(e.data, FollowupRecorded))
+    assert auto.message_id == "b2@example.com"  # machine mail: recorded, nobody credited
+    assert not any(isinstance(e.data, FollowupAcknowledged) for e in events)
     reopen = next(e.data for e in events if isinstance(e.data, TicketReopened))
     assert reopen.message_id == "b3@example.com" and reopen.policy == "always-reopen"
     assert (await stack.store.load(tid)).status == "open"

@@ -189,7 +189,7 @@ def test_postmark_copies_headers_that_matter_and_survives_odd_ones() -> None:
         "Attachments": [{"Name": "x.bin", "Content": "", "ContentType": "multipart/x"}]})
     raw = postmark_to_mime(payload)
     assert b"Bad Name" not in raw and b"X-Fold: a b" in raw and b"Date:" not in raw
-    event = parse(raw)
+    event = parse(raw, mailbox="support@acme.example")  # the webhook's ?mailbox=
     assert isinstance(event, MessageReceived)
     assert event.message_id == "pm-1@inbound.postmarkapp.com"  # stable across retries
     assert event.auto == "Auto-Submitted: auto-replied" and "Out of office" in event.text

@@ -252,7 +252,8 @@ def test_match_is_total_and_bounded(subject: str, reply: str, texts: list[tuple[
                                     idle: float | None) -> None:
     t = ticket(subject[::-1], *texts)
     ok, conf, reasons = match(t, "X <x@mail.example>", subject, reply, idle_days=idle)
-    assert 0.0 <= conf <= 1.0 and ok == (conf >= DEFAULT_THRESHOLD)
+    assert 0.0 <= conf <= 1.0
+    assert conf >= DEFAULT_THRESHOLD or not ok  # a join needs the threshold and strong evidence
     assert all(isinstance(r, str) for r in reasons)
     assert match(t, "X <x@mail.example>", subject, reply, idle_days=idle) == (ok, conf, reasons)
 

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from services.common.events import MessageReceived, TicketSolved
+import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.common.events import (
+    AutoRecorded,
+    MessageHeld,
+    MessageReceived,
+    MessageThreaded,
+    TicketSolved,
+)
 from services.common.memory import InMemoryEventStore, InMemoryIndex
 from services.threading.engine import Options, Threader, reply_address, token_ticket
 
@@ -73,8 +84,14 @@ async def test_subject_number_needs_a_participant() -> None:
     assert own and own.ticket_id == first.ticket_id and own.method == "subject-number"
     stranger = await t.thread(msg("n3", sender="eve@evil.example",
                                   subject=f"[#{number}] please attach"), NOW)
-    assert stranger and stranger.ticket_id != first.ticket_id and stranger.method == "new"
-    assert any("not a participant" in r for r in stranger.reasons)
+    assert isinstance(stranger, MessageHeld) and stranger.ticket_id == first.ticket_id
+    assert "neither the requester" in stranger.reason
+    spoof = await t.thread(msg("n4", sender="support@shop.example",
+                               subject=f"[#{number}] close it"), NOW)
+    assert isinstance(spoof, MessageHeld) and "support address" in spoof.reason
+    ticket = await t.store.load(first.ticket_id)
+    assert [m.message_id for m in ticket.messages] == ["n1", "n2"]
+    assert set(ticket.held) == {"n3", "n4"}
 
 
 async def test_reply_token_address_is_verified() -> None:
@@ -124,14 +141,83 @@ async def test_solved_tickets_are_not_joined_by_content() -> None:
     assert again and again.ticket_id != first.ticket_id
 
 
-async def test_out_of_order_with_a_gap_names_the_other_ticket_for_merging() -> None:
-    t = threader()
+async def test_out_of_order_with_a_gap_moves_the_early_replies() -> None:
+    t = threader(content_join=False)
     late = await t.thread(msg("g2", refs=("g1",)), NOW)  # does not name the root g0
-    root = await t.thread(msg("g0", sender="lee@example.com", reply="Totally unrelated"), NOW)
+    root = await t.thread(msg("g0"), NOW)
     middle = await t.thread(msg("g1", refs=("g0",)), NOW)
+    assert late and root and middle and isinstance(middle, MessageThreaded)
+    live = middle.ticket_id
+    gone = ({late.ticket_id, root.ticket_id} - {live}).pop()  # one order for every instance
+    moved = await t.store.load(gone)
+    assert moved.status == "merged" and moved.merged_into == live
+    ticket = await t.store.load(live)
+    assert sorted(m.message_id for m in ticket.messages) == ["g0", "g1", "g2"]
+    assert await t.thread(msg("g2", refs=("g1",)), NOW) is None  # redelivery: no-op
+
+
+async def test_gap_from_a_stranger_is_moved_but_held() -> None:
+    t = threader()
+    late = await t.thread(msg("s2", refs=("s1",), sender="eve@evil.example"), NOW)
+    root = await t.thread(msg("s0", sender="lee@example.com", reply="Totally unrelated"), NOW)
+    middle = await t.thread(msg("s1", refs=("s0",), sender="eve@evil.example"), NOW)
     assert late and root and middle
-    assert middle.ticket_id == late.ticket_id and middle.related == root.ticket_id
-    assert any("merge candidate" in r for r in middle.reasons)
+    assert isinstance(middle, MessageHeld) and middle.ticket_id == root.ticket_id
+    ticket = await t.store.load(root.ticket_id)  # moved, but held: eve is not a participant
+    assert [m.message_id for m in ticket.messages] == ["s0"] and set(ticket.held) == {
+        "s1", "s2"}
+
+
+async def test_cc_makes_a_participant_and_reply_token_authorises() -> None:
+    t = threader()
+    first = await t.thread(msgspec.structs.replace(msg("c0"), cc=("ann@example.com",)), NOW)
+    assert first
+    ann = await t.thread(msg("c1", refs=("c0",), sender="ann@example.com"), NOW)
+    assert isinstance(ann, MessageThreaded) and ann.ticket_id == first.ticket_id
+    token = reply_address(SECRET, first.ticket_id, "support@shop.example")
+    other = await t.thread(msg("c2", sender="bob@else.example", mailbox=token), NOW)
+    assert isinstance(other, MessageThreaded) and other.method == "reply-token"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_any_arrival_order_gives_the_in_order_partition(data: st.DataObject) -> None:
+    """Small threads (In-Reply-To only, References only, full, with missing messages)."""
+    threads = []
+    for c in range(data.draw(st.integers(1, 3))):
+        parents = [None] + [data.draw(st.integers(0, i - 1)) for i in range(1, data.draw(
+            st.integers(1, 5)))]
+        style = data.draw(st.sampled_from(["irt", "refs", "both"]))
+        missing = data.draw(st.sets(st.integers(1, len(parents) - 1))) if len(parents) > 2 \
+            else set()
+        for i, p in enumerate(parents):
+            chain: list[str] = []
+            while p is not None:
+                chain.insert(0, f"c{c}m{p}")
+                p = parents[p]
+            m = MessageReceived(
+                message_id=f"c{c}m{i}", digest=f"c{c}m{i}", mailbox="support@shop.example",
+                sender=f"u{c}@example.com", subject=f"Case {c}",
+                in_reply_to=tuple(chain[-1:]) if style != "refs" else (),
+                references=tuple(chain) if style != "irt" else ())
+            if i not in missing:
+                threads.append((c, m))
+    order = data.draw(st.permutations(threads))
+
+    async def partition(mails: list[tuple[int, MessageReceived]]) -> set[frozenset[str]]:
+        t = threader(content_join=False)
+        for _, m in mails:
+            await t.thread(m, NOW)
+        groups: dict[str, set[str]] = {}
+        for _, m in mails:
+            value = await t.index.get(f"m:{m.message_id}")
+            assert value
+            tid = await t.live(value.partition("|")[0])
+            assert (await t.store.load(tid)).has_message(m.message_id)
+            groups.setdefault(tid, set()).add(m.message_id)
+        return {frozenset(g) for g in groups.values()}
+
+    assert asyncio.run(partition(list(order))) == asyncio.run(partition(threads))
 
 
 async def test_machine_mail_and_weak_evidence_open_new_tickets() -> None:
@@ -146,7 +232,12 @@ async def test_machine_mail_and_weak_evidence_open_new_tickets() -> None:
                               reply="The screen arrived cracked, what can be done?"),
                           NOW + timedelta(hours=2))
     assert first and auto and weak
-    assert auto.ticket_id != first.ticket_id and auto.method == "new"
+    assert isinstance(auto, AutoRecorded) and auto.ticket_id is None  # opens no ticket
+    assert auto.method == "auto"
+    into = await t.thread(msgspec.structs.replace(bot, message_id="r4", in_reply_to=("r1",)),
+                          NOW)
+    assert isinstance(into, MessageThreaded) and into.ticket_id == first.ticket_id
+    assert into.auto
     assert weak.ticket_id != first.ticket_id and weak.method == "new"
 
 
