@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from services.common.embedded import nats_binary, stop_process
+from tidydesk.common.embedded import nats_binary, stop_process
 
 
 def _free_port() -> int:

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from nats.js import JetStreamContext
 
-from services.common import log as logsetup
-from services.common.embedded import EmbeddedNats, EmbeddedPostgres
+from tidydesk.common import log as logsetup
+from tidydesk.common.embedded import EmbeddedNats, EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -95,7 +95,7 @@ def servers(*, postgres: bool = False) -> Iterator[Servers]:
 
 async def drop_namespace(js: JetStreamContext, ns: str) -> None:
     """Delete every stream, bucket and object store of `ns` (matters on a shared server):
-    `<NS>_…` streams, `KV_<ns>_…` and `OBJ_<ns>_…`, whatever deploy/nats defines today."""
+    `<NS>_…` streams, `KV_<ns>_…` and `OBJ_<ns>_…`, whatever jetstream.json defines today."""
     prefixes = (f"{ns.upper()}_", f"KV_{ns}_", f"OBJ_{ns}_")
     names: list[str] = []
     with contextlib.suppress(Exception):
@@ -108,8 +108,8 @@ async def drop_namespace(js: JetStreamContext, ns: str) -> None:
 
 
 def stream_config(ns: str) -> dict[str, object]:
-    """The event stream's config from deploy/nats/jetstream.json, filled in for `ns`."""
-    from services.common.store import TOPOLOGY, fill_namespace
+    """The event stream's config from services/common/jetstream.json, filled in for `ns`."""
+    from tidydesk.common.store import TOPOLOGY, fill_namespace
 
     raw = json.loads(TOPOLOGY.read_text())["streams"][0]
     return {k: fill_namespace(v, ns) for k, v in raw.items()}

@@ -44,10 +44,10 @@ import asyncpg
 from aiosmtpd.controller import Controller
 
 from bench._common import Deadline, machine, quiet_logs, table
-from services.common import db
-from services.common.embedded import EmbeddedPostgres, nats_binary
-from services.common.store import close, connect
-from services.queue.projection import Projector
+from tidydesk.common import db
+from tidydesk.common.embedded import EmbeddedPostgres, nats_binary
+from tidydesk.common.store import close, connect
+from tidydesk.queue.projection import Projector
 
 SERVICES = ("ingest", "threading", "policy", "notify", "queue")
 FAULTS = (*SERVICES, "nats", "postgres")
@@ -121,7 +121,7 @@ class Run:
     def start_service(self, name: str) -> None:
         with open(self.home / f"{name}.log", "ab") as log:  # the child keeps its own handle
             self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"], env=self.env, stdout=log,
+                [sys.executable, "-m", f"tidydesk.{name}"], env=self.env, stdout=log,
                 stderr=log, start_new_session=True)
 
     def supervise(self) -> None:
@@ -334,7 +334,7 @@ def chaos(mails: int = 10_000, connections: int = 8, faults: int = 14, seed: int
                "TIDYDESK_LOG_LEVEL": "warning",
                "TIDYDESK_SMTP_RELAY": f"127.0.0.1:{controller.port}"}
     minted = subprocess.run(  # = `tidydesk tokens create --scope admin`, for the agents
-        [sys.executable, "-m", "services.queue.tokens", "create", "--scope", "admin",
+        [sys.executable, "-m", "tidydesk.queue.tokens", "create", "--scope", "admin",
          "--name", "chaos"], env=run.env, capture_output=True, text=True, check=True, timeout=60)
     run.env["TIDYDESK_API_TOKEN"] = minted.stdout.split()[-1]
     for name in SERVICES:

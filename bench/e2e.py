@@ -57,11 +57,11 @@ from bench._common import (
     table,
 )
 from bench.pipeline import Mail, pg_ceiling, workload
-from services.common import db
-from services.common import store as store_module
-from services.common.events import Envelope, MessageThreaded, TicketOpened, decode
-from services.common.store import JetStreamEventStore, apply_topology, close, connect
-from services.common.ticket import Ticket, fold
+from tidydesk.common import db
+from tidydesk.common import store as store_module
+from tidydesk.common.events import Envelope, MessageThreaded, TicketOpened, decode
+from tidydesk.common.store import JetStreamEventStore, apply_topology, close, connect
+from tidydesk.common.ticket import Ticket, fold
 
 SERVICES = ("ingest", "threading", "policy", "queue")
 COUNTS: Counter[str] = Counter()  # this process's round trips, by kind
@@ -159,8 +159,8 @@ def serve(name: str, counts: Path, baseline: bool) -> None:
 
     atexit.register(dump)
     threading.Thread(target=keep_dumping, daemon=True).start()
-    sys.argv = [f"services.{name}"]
-    runpy.run_module(f"services.{name}", run_name="__main__", alter_sys=True)
+    sys.argv = [f"tidydesk.{name}"]
+    runpy.run_module(f"tidydesk.{name}", run_name="__main__", alter_sys=True)
 
 
 # -- the pipeline run ---------------------------------------------------------------------

@@ -39,8 +39,8 @@ from bench._common import (
     stream_config,
     table,
 )
-from services.common.events import MessageReceived
-from services.common.store import (
+from tidydesk.common.events import MessageReceived
+from tidydesk.common.store import (
     JetStreamEventStore,
     RawStore,
     apply_topology,
@@ -48,9 +48,9 @@ from services.common.store import (
     connect,
     tenant,
 )
-from services.ingest.intake import Intake
-from services.ingest.parse import intake_key, parse
-from services.ingest.smtp import serve
+from tidydesk.ingest.intake import Intake
+from tidydesk.ingest.parse import intake_key, parse
+from tidydesk.ingest.smtp import serve
 
 PAYLOAD = 2048  # bytes of a raw-publish message, about a small mail's event
 

@@ -39,12 +39,12 @@ from bench._common import (
     servers,
     table,
 )
-from services.common import db
-from services.common.events import MessageReceived
-from services.common.store import apply_topology, close, connect
-from services.ingest.parse import parse
-from services.threading.engine import candidates, locate, new_ticket_id
 from tests.conftest import Stack
+from tidydesk.common import db
+from tidydesk.common.events import MessageReceived
+from tidydesk.common.store import apply_topology, close, connect
+from tidydesk.ingest.parse import parse
+from tidydesk.threading.engine import candidates, locate, new_ticket_id
 
 LAG = 25  # a reply follows its ticket's first mail this many mails later
 
@@ -190,8 +190,8 @@ async def decisions(mails: Sequence[Mail], seconds: float) -> list[list[str]]:
                  fmt(span, 2), fmt(done / span)])
     # 2. the whole engine (headers, tokens, subject number, content) on in-memory adapters
     try:
-        from services.common.memory import InMemoryEventStore, InMemoryIndex
-        from services.threading.engine import Threader
+        from tidydesk.common.memory import InMemoryEventStore, InMemoryIndex
+        from tidydesk.threading.engine import Threader
     except ImportError as exc:
         rows.append([f"Threader.thread, in-memory adapters (unavailable: {exc})", "", "", ""])
         return rows

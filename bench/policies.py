@@ -9,9 +9,9 @@ import json
 import time
 from pathlib import Path
 
-from services.ingest.extract import reply_text
-from services.policy.base import FollowUp, TicketView
-from services.policy.registry import POLICIES
+from tidydesk.ingest.extract import reply_text
+from tidydesk.policy.base import FollowUp, TicketView
+from tidydesk.policy.registry import POLICIES
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "followups" / "sgd_dev.jsonl"
 UNKNOWN = TicketView(subject="", status="solved", requester="")

@@ -36,9 +36,9 @@ from bench._common import (
     servers,
     table,
 )
-from services.common.embedded import EmbeddedNats
-from services.common.events import Envelope, TicketOpened, encode, envelope
-from services.common.store import apply_topology, close, connect, digest_key
+from tidydesk.common.embedded import EmbeddedNats
+from tidydesk.common.events import Envelope, TicketOpened, encode, envelope
+from tidydesk.common.store import apply_topology, close, connect, digest_key
 
 WINDOW = 2_000  # async publishes in flight
 SETTLE = 3.0  # seconds to let the server settle (GC, flushes) before reading RSS

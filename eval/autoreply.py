@@ -20,8 +20,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from services.ingest.autoreply import detect
-from services.ingest.extract import body_of, extract
+from tidydesk.ingest.autoreply import detect
+from tidydesk.ingest.extract import body_of, extract
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"

@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
 
 from eval.fresh_mail import DEFAULT_SCENARIOS, load, ticket_of  # noqa: E402
 from eval.split import is_held_out  # noqa: E402
-from services.threading.similarity import judge  # noqa: E402
+from tidydesk.threading.similarity import judge  # noqa: E402
 
 BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 1.0001)
 Row = tuple[float, float, bool, bool]  # confidence, raw logit, strong, gold "thread"

@@ -1,4 +1,4 @@
-"""Offline evaluation of fresh-mail threading (``services.threading.similarity``).
+"""Offline evaluation of fresh-mail threading (``tidydesk.threading.similarity``).
 
 Usage::
 
@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from services.policy.base import PastMessage, TicketView  # noqa: E402
-from services.threading.similarity import DEFAULT_THRESHOLD, judge  # noqa: E402
+from tidydesk.policy.base import PastMessage, TicketView  # noqa: E402
+from tidydesk.threading.similarity import DEFAULT_THRESHOLD, judge  # noqa: E402
 
 DEFAULT_SCENARIOS = ROOT / "tests" / "data" / "scenarios" / "dev.jsonl"
 LABELS = ("thread", "new")
@@ -96,7 +96,7 @@ def run(path: Path, threshold: float, verbose: bool, case_a: bool) -> None:
     rows = [(i, *predict(i, threshold)) for i in items]
     report(rows, {"thread": "thread", "new": "new"}, "case B (fresh mail, open ticket)", verbose)
     if case_a:
-        from services.ingest.extract import extract
+        from tidydesk.ingest.extract import extract
 
         items_a = [i for i in load(path, "A") if i["expected"] in ("reopen", "split")]
         rows = []

@@ -33,14 +33,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from eval.split import split  # noqa: E402
-from services.policy.base import FollowUp, Policy, TicketView  # noqa: E402
-from services.policy.classify import (  # noqa: E402
+from tidydesk.policy.base import FollowUp, Policy, TicketView  # noqa: E402
+from tidydesk.policy.classify import (  # noqa: E402
     _follow_up,
     _threading_match,
     _ticket,
     reply_text,
 )
-from services.policy.registry import POLICIES  # noqa: E402
+from tidydesk.policy.registry import POLICIES  # noqa: E402
 
 EUROPEAN = ("de", "fr", "es", "pt", "it", "nl")
 UNKNOWN = TicketView(subject="", status="solved", requester="")
@@ -173,7 +173,7 @@ def scenarios(policies: dict[str, Policy], rows: list[dict[str, Any]]) -> None:
 
     match = _threading_match()
     print(f"\n== Scenarios dev: case B ({len(case_b)} fresh mails beside an open ticket; "
-          "services.threading.similarity)")
+          "tidydesk.threading.similarity)")
     if match is None:
         print("  threading engine unavailable: every item answered 'new'")
     predb: dict[str, str] = {}

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.ingest.extract import body_of, extract
+from tidydesk.ingest.extract import body_of, extract
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,7 +87,7 @@ def _tidydesk(text: str, ctype: str) -> str:
 def _html_plain(text: str, ctype: str) -> str:
     """Peers that only take plain text get the HTML converted by our converter."""
     if ctype == "text/html":
-        from services.ingest.extract import html_to_text
+        from tidydesk.ingest.extract import html_to_text
 
         return html_to_text(text)
     return text
@@ -136,7 +136,7 @@ def build_extractors() -> dict[str, Extractor]:
 
         def _talon(text: str, ctype: str) -> str:
             if ctype == "text/html":
-                from services.ingest.extract import html_to_text
+                from tidydesk.ingest.extract import html_to_text
 
                 return html_to_text(str(quotations.extract_from_html(text)))
             return str(quotations.extract_from_plain(text))

@@ -43,9 +43,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from eval.split import split  # noqa: E402
-from services.policy import topic  # noqa: E402
-from services.policy.base import FollowUp, PastMessage, TicketView  # noqa: E402
-from services.policy.content_aware import ContentAware  # noqa: E402
+from tidydesk.policy import topic  # noqa: E402
+from tidydesk.policy.base import FollowUp, PastMessage, TicketView  # noqa: E402
+from tidydesk.policy.content_aware import ContentAware  # noqa: E402
 
 BEFORE_COMMIT = "f29d1e1"
 CORPORA = (("sgd", "sgd_dev.jsonl", "en", 900), ("multiwoz", "multiwoz_val.jsonl", "en", 700),

@@ -23,7 +23,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from services.common.settings import SERVICES, SETTINGS, Settings, redact
+from tidydesk.common.settings import SERVICES, SETTINGS, Settings, redact
 
 T = TypeVar("T")
 STATE_FILE = "stack.json"  # in TIDYDESK_HOME while `tidydesk up` runs: its resolved URLs
@@ -55,7 +55,7 @@ class Backoff:
 
 
 class Embedded(Protocol):
-    """An embedded server the supervisor keeps running (services.common.embedded)."""
+    """An embedded server the supervisor keeps running (tidydesk.common.embedded)."""
 
     name: str
 
@@ -66,7 +66,7 @@ class Embedded(Protocol):
 def start_embedded(server: Embedded, home: Path,
                    sleep: Callable[[float], None] = time.sleep) -> str:
     """Start `server`; while the disk is full, say so and retry with backoff."""
-    from services.common.embedded import out_of_space
+    from tidydesk.common.embedded import out_of_space
 
     backoff = Backoff(first=1.0, cap=30.0)
     while True:
@@ -123,7 +123,7 @@ async def _supervise(settings: Settings, env: dict[str, str], servers: list[Embe
                      health: dict[str, int]) -> None:
     """Run every service as its own process, keep them and the embedded servers running
     (restart with backoff), say once when all are ready, stop everything on a signal."""
-    from services.common.embedded import out_of_space
+    from tidydesk.common.embedded import out_of_space
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -139,7 +139,7 @@ async def _supervise(settings: Settings, env: dict[str, str], servers: list[Embe
             started = loop.time()
             try:
                 procs[name] = proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", f"services.{name}", env=child, start_new_session=True
+                    sys.executable, "-m", f"tidydesk.{name}", env=child, start_new_session=True
                 )
                 code: object = await proc.wait()
             except OSError as exc:  # no memory, no space, too many processes…
@@ -210,8 +210,8 @@ async def _supervise(settings: Settings, env: dict[str, str], servers: list[Embe
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from services.common import health
-    from services.common.embedded import EmbeddedError, EmbeddedNats, EmbeddedPostgres
+    from tidydesk.common import health
+    from tidydesk.common.embedded import EmbeddedError, EmbeddedNats, EmbeddedPostgres
 
     settings = Settings.from_env()
     try:  # before anything starts: one clear line instead of five crashing services
@@ -450,8 +450,8 @@ async def _replay(from_seq: int) -> str:
     from nats.js.errors import NotFoundError
     from tqdm import tqdm
 
-    from services.common.store import connect
-    from services.queue.projection import rebuild
+    from tidydesk.common.store import connect
+    from tidydesk.queue.projection import rebuild
 
     settings = Settings.from_env()
     ns, stream = settings.namespace, f"{settings.namespace.upper()}_EVENTS"
@@ -508,7 +508,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from services.common.asyncapi import document
+    from tidydesk.common.asyncapi import document
 
     print(json.dumps(document(), indent=2, ensure_ascii=False))
     return 0
@@ -526,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="tidydesk", description="Event-sourced email ticket engine.",
         epilog=_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"tidydesk {version('tidydesk')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("up", help="start NATS, PostgreSQL (embedded unless URLs set) and all "
                    "services in the foreground").set_defaults(fn=cmd_up)
@@ -563,18 +564,18 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("schema", help="print the AsyncAPI 3 document of every event"
                    ).set_defaults(fn=cmd_schema)
     for name, module, text in (
-        ("extract", "services.ingest.extract_cli", "print the newly written text of a mail"),
-        ("classify", "services.policy.classify", "dry-run policy decisions on JSON lines"),
-        ("thread", "services.threading.offline", "thread an mbox offline (--mbox FILE)"),
-        ("import", "services.ingest.imports", "import an mbox file or Maildir (resumable)"),
-        ("policy", "services.policy.config", "show or set the policy per mailbox, shadow mode"),
-        ("backtest", "services.policy.backtest", "replay follow-ups through a candidate policy"),
-        ("tokens", "services.queue.tokens", "API tokens: create (printed once), list, revoke"),
-        ("webhooks", "services.notify.cli", "webhook subscriptions: add, list, remove, "
+        ("extract", "tidydesk.ingest.extract_cli", "print the newly written text of a mail"),
+        ("classify", "tidydesk.policy.classify", "dry-run policy decisions on JSON lines"),
+        ("thread", "tidydesk.threading.offline", "thread an mbox offline (--mbox FILE)"),
+        ("import", "tidydesk.ingest.imports", "import an mbox file or Maildir (resumable)"),
+        ("policy", "tidydesk.policy.config", "show or set the policy per mailbox, shadow mode"),
+        ("backtest", "tidydesk.policy.backtest", "replay follow-ups through a candidate policy"),
+        ("tokens", "tidydesk.queue.tokens", "API tokens: create (printed once), list, revoke"),
+        ("webhooks", "tidydesk.notify.cli", "webhook subscriptions: add, list, remove, "
          "redeliver"),
-        ("streams", "services.common.topology", "create missing streams and consumers; "
+        ("streams", "tidydesk.common.topology", "create missing streams and consumers; "
          "--check shows what differs, --force applies the file"),
-        ("parked", "services.common.parking", "events a consumer gave up on: list, show, retry, "
+        ("parked", "tidydesk.common.parking", "events a consumer gave up on: list, show, retry, "
          "drop"),
     ):
         sub.add_parser(name, help=text, add_help=False).set_defaults(module=module)

@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 from nats.aio.client import Client
 
-from services.common import db
-from services.common.embedded import EmbeddedNats, EmbeddedPostgres
-from services.common.store import apply_topology, connect, topology_streams
+from tidydesk.common import db
+from tidydesk.common.embedded import EmbeddedNats, EmbeddedPostgres
+from tidydesk.common.store import apply_topology, connect, topology_streams
 
 T = TypeVar("T")
 # several copies of a service run at once in the tests: each takes a free health port
@@ -89,9 +89,9 @@ class Stack:
     """The services' cores running in the test's event loop against real servers."""
 
     def __init__(self, nc: Client, pool: asyncpg.Pool, ns: str, policy: str) -> None:
-        from services.common.settings import Settings
-        from services.common.store import JetStreamEventStore, RawStore
-        from services.ingest.intake import Intake
+        from tidydesk.common.settings import Settings
+        from tidydesk.common.store import JetStreamEventStore, RawStore
+        from tidydesk.ingest.intake import Intake
 
         self.js, self.pool, self.ns = nc.jetstream(), pool, ns
         self.settings = Settings.from_env({"TIDYDESK_NAMESPACE": ns, "TIDYDESK_POLICY": policy})
@@ -99,11 +99,11 @@ class Stack:
         self.intake = Intake(self.store, RawStore(self.js, ns))
 
     async def tasks(self) -> list[asyncio.Task[Any]]:
-        from services.common.runtime import consume
-        from services.policy.app import PolicyService
-        from services.queue.app import forever
-        from services.queue.projection import Projector
-        from services.threading.app import build
+        from tidydesk.common.runtime import consume
+        from tidydesk.policy.app import PolicyService
+        from tidydesk.queue.app import forever
+        from tidydesk.queue.projection import Projector
+        from tidydesk.threading.app import build
 
         threading = await build(self.settings, self.js)
         return [
@@ -157,9 +157,9 @@ async def api(stack: Stack) -> AsyncIterator[str]:
     """The HTTP API of the stack on a free loopback port."""
     from aiohttp import web
 
-    from services.common.store import KvIndex
-    from services.queue.api import build
-    from services.threading.engine import shared_secret
+    from tidydesk.common.store import KvIndex
+    from tidydesk.queue.api import build
+    from tidydesk.threading.engine import shared_secret
 
     index = KvIndex(stack.js, stack.ns)
     app = build(stack.pool, stack.store, stack.intake.raw, stack.intake, 1 << 20,
@@ -175,7 +175,7 @@ async def api(stack: Stack) -> AsyncIterator[str]:
 @pytest.fixture
 async def api_headers(stack: Stack) -> dict[str, str]:
     """An admin token for requests to the `api` fixture."""
-    from services.queue.auth import TokenStore
+    from tidydesk.queue.auth import TokenStore
 
     token, _ = await TokenStore(stack.js, stack.ns).create(("admin",), name="tests")
     return {"Authorization": f"Bearer {token}"}

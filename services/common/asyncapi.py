@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from services.common.events import EVENT_TYPES, Envelope
+from tidydesk.common.events import EVENT_TYPES, Envelope
 
 REF = "#/components/schemas/{name}"
 INTAKE = ("MessageReceived", "MessageRejected")  # the events on {ns}.inbound.*

@@ -1,4 +1,4 @@
-"""PostgreSQL: one pool per process, migrations from deploy/postgres applied at start."""
+"""PostgreSQL: one pool per process, migrations from services/queue/migrations applied at start."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import asyncpg
 import structlog
 
 log = structlog.get_logger()
-MIGRATIONS = Path(__file__).resolve().parents[2] / "deploy" / "postgres"
+MIGRATIONS = Path(__file__).resolve().parents[1] / "queue" / "migrations"  # package data
 
 
 async def connect(dsn: str, schema: str, *, attempts: int = 0) -> asyncpg.Pool:
@@ -36,7 +36,7 @@ async def connect(dsn: str, schema: str, *, attempts: int = 0) -> asyncpg.Pool:
 
 
 async def migrate(pool: asyncpg.Pool, directory: Path = MIGRATIONS) -> list[str]:
-    """Apply unapplied deploy/postgres/*.sql in name order, each in its own transaction."""
+    """Apply unapplied migrations/*.sql in name order, each in its own transaction."""
     applied: list[str] = []
     async with pool.acquire() as conn:
         await conn.execute(

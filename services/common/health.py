@@ -18,8 +18,8 @@ from aiohttp import web
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from services.common.embedded import port_in_use
-from services.common.settings import Settings
+from tidydesk.common.embedded import port_in_use
+from tidydesk.common.settings import Settings
 
 Check = Callable[[], Awaitable[str | None]]
 CHECK_TIMEOUT = 2.0  # seconds per check; a check that takes longer counts as failing

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from services.common.events import Envelope, Event, envelope
-from services.common.store import Conflict, Decides
-from services.common.ticket import Ticket, fold
+from tidydesk.common.events import Envelope, Event, envelope
+from tidydesk.common.store import Conflict, Decides
+from tidydesk.common.ticket import Ticket, fold
 
 
 class InMemoryEventStore(Decides):

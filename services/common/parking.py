@@ -23,7 +23,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
-from services.common.events import Envelope, decode
+from tidydesk.common.events import Envelope, decode
 
 log = structlog.get_logger()
 Handler = Callable[[int, Envelope], Awaitable[None]]
@@ -197,8 +197,8 @@ async def _run(nc: Client, ns: str, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
-    from services.common.settings import Settings
-    from services.common.store import connect
+    from tidydesk.common.settings import Settings
+    from tidydesk.common.store import connect
 
     parser = argparse.ArgumentParser(prog="tidydesk parked",
                                      description="Events a consumer gave up on.")

@@ -15,12 +15,12 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 
-from services.common import log as logsetup
-from services.common import parking
-from services.common.events import Envelope, decode
-from services.common.settings import Settings
-from services.common.store import connect
-from services.common.topology import apply_topology
+from tidydesk.common import log as logsetup
+from tidydesk.common import parking
+from tidydesk.common.events import Envelope, decode
+from tidydesk.common.settings import Settings
+from tidydesk.common.store import connect
+from tidydesk.common.topology import apply_topology
 
 log = structlog.get_logger()
 Handler = Callable[[int, Envelope], Awaitable[None]]
@@ -52,7 +52,7 @@ async def consume(js: JetStreamContext, ns: str, durable: str, handler: Handler,
     """Run `handler` for every message of a durable pull consumer; ack only after success.
 
     A failing event is retried as the consumer config says (`max_deliver`, `backoff`), then
-    parked (see services.common.parking) so that the events after it go on. Retries that an
+    parked (see tidydesk.common.parking) so that the events after it go on. Retries that an
     operator asks for with `tidydesk parked retry` run here too.
     """
     stream = f"{ns.upper()}_EVENTS"
@@ -78,7 +78,7 @@ async def consume(js: JetStreamContext, ns: str, durable: str, handler: Handler,
                 log.warning("fetch_failed", consumer=durable, error=str(exc) or type(exc).__name__)
                 await asyncio.sleep(1)
                 continue
-            async with _keepalive(msgs):  # handled ones leave the list
+            async with _keepalive(msgs, policy.progress_every()):  # handled ones leave the list
                 while msgs:
                     await _handle(js, ns, durable, handler, policy, msgs[0])
                     msgs.pop(0)
@@ -98,6 +98,11 @@ class Retries(msgspec.Struct, frozen=True):
 
     def exhausted(self, delivered: int) -> bool:
         return 0 < self.max_deliver <= delivered
+
+    def progress_every(self) -> float:
+        """How often a worker says it is still on its events: well inside the ack deadline
+        (with a backoff, the server waits backoff[0] before redelivering)."""
+        return min(2.0, max(0.05, (self.backoff[0] if self.backoff else 30.0) / 4))
 
     def delay(self, delivered: int) -> float:
         if not self.backoff:
@@ -166,7 +171,7 @@ def main(name: str, body: Callable[[Settings], Awaitable[None]]) -> None:
     SIGINT/SIGTERM."""
     import sys
 
-    from services.common import health
+    from tidydesk.common import health
 
     settings = Settings.from_env()
     logsetup.configure(settings.log_format, settings.log_level)

@@ -22,12 +22,12 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
-from services.common.events import Envelope, Event, decode, encode, envelope
-from services.common.ticket import Ticket, fold
-from services.common.topology import TOPOLOGY as TOPOLOGY  # re-exported: older imports
-from services.common.topology import apply_topology as apply_topology
-from services.common.topology import fill_namespace as fill_namespace
-from services.common.topology import topology_streams as topology_streams
+from tidydesk.common.events import Envelope, Event, decode, encode, envelope
+from tidydesk.common.ticket import Ticket, fold
+from tidydesk.common.topology import TOPOLOGY as TOPOLOGY  # re-exported: older imports
+from tidydesk.common.topology import apply_topology as apply_topology
+from tidydesk.common.topology import fill_namespace as fill_namespace
+from tidydesk.common.topology import topology_streams as topology_streams
 
 log = structlog.get_logger()
 WRONG_LAST_SEQUENCE = 10071  # JSStreamWrongLastSequenceErrF
@@ -117,7 +117,7 @@ class Decides:
 
 
 class JetStreamEventStore(Decides):
-    """EventStore on one JetStream stream; see deploy/nats/jetstream.json.
+    """EventStore on one JetStream stream; see services/common/jetstream.json.
 
     Folded tickets are kept in a per-process LRU cache with the stream sequence of their
     last event. A load still asks the server for the ticket's last event (one round trip)

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import msgspec
 
-from services.common.events import (
+from tidydesk.common.events import (
     AutoRecorded,
     ConversationAdopted,
     ConversationMoved,

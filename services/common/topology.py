@@ -1,4 +1,4 @@
-"""Streams, consumers and buckets of deploy/nats/jetstream.json, applied without surprises.
+"""Streams, consumers and buckets of jetstream.json (beside this file), applied without surprises.
 
 What is missing is created. What exists with other settings is left alone, because an
 operator may have tuned it (max_bytes, compression, replicas), and reported as a
@@ -20,7 +20,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
 log = structlog.get_logger()
-TOPOLOGY = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "jetstream.json"
+TOPOLOGY = Path(__file__).with_name("jetstream.json")  # package data
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Difference:
 
 
 def fill_namespace(value: Any, ns: str) -> Any:
-    """Put the namespace into a deploy/nats value: {ns} as is, {NS} upper-cased."""
+    """Put the namespace into a jetstream.json value: {ns} as is, {NS} upper-cased."""
     if isinstance(value, str):
         return value.replace("{ns}", ns).replace("{NS}", ns.upper())
     if isinstance(value, list):
@@ -123,8 +123,8 @@ def topology_streams(ns: str, path: Path = TOPOLOGY) -> list[str]:
 
 def main(argv: list[str]) -> int:
     """`tidydesk streams apply [--check | --force]`."""
-    from services.common.settings import Settings
-    from services.common.store import close, connect
+    from tidydesk.common.settings import Settings
+    from tidydesk.common.store import close, connect
 
     parser = argparse.ArgumentParser(prog="tidydesk streams", description=__doc__)
     sub = parser.add_subparsers(dest="action", required=True)
@@ -160,7 +160,7 @@ def main(argv: list[str]) -> int:
         verb = "updated" if args.force else "differs"
         print(f"{d.what}: {d.field} {verb}: {d.current!r} -> file {d.wanted!r}")
     if not diffs:
-        print("topology matches deploy/nats/jetstream.json")
+        print("topology matches services/common/jetstream.json")
     elif not args.force:
         print("kept as they are; --force applies the file's settings")
     return 1 if args.check and diffs else 0

@@ -1,6 +1,6 @@
-"""`python -m services.ingest`: run the ingest service."""
+"""`python -m tidydesk.ingest`: run the ingest service."""
 
-from services.common.runtime import main
-from services.ingest.app import run
+from tidydesk.common.runtime import main
+from tidydesk.ingest.app import run
 
 main("ingest", run)

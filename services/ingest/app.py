@@ -6,12 +6,12 @@ import asyncio
 
 import structlog
 
-from services.common.runtime import open_bus
-from services.common.settings import Settings
-from services.common.store import JetStreamEventStore, RawStore, close
-from services.ingest.imap import poll_forever
-from services.ingest.intake import Intake
-from services.ingest.smtp import serve
+from tidydesk.common.runtime import open_bus
+from tidydesk.common.settings import Settings
+from tidydesk.common.store import JetStreamEventStore, RawStore, close
+from tidydesk.ingest.imap import poll_forever
+from tidydesk.ingest.intake import Intake
+from tidydesk.ingest.smtp import serve
 
 log = structlog.get_logger()
 

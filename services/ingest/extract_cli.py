@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from services.ingest.extract import body_of, decode_bytes, extract
+from tidydesk.ingest.extract import body_of, decode_bytes, extract
 
 __all__ = ["main", "read_body", "reply_of_bytes"]
 

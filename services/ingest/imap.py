@@ -25,8 +25,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from services.common.store import digest_key
-from services.ingest.intake import Intake
+from tidydesk.common.store import digest_key
+from tidydesk.ingest.intake import Intake
 
 log = structlog.get_logger()
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]", re.IGNORECASE)

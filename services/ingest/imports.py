@@ -17,8 +17,8 @@ from typing import Any
 import structlog
 from tqdm import tqdm
 
-from services.common.events import MessageRejected
-from services.ingest.intake import Intake
+from tidydesk.common.events import MessageRejected
+from tidydesk.ingest.intake import Intake
 
 log = structlog.get_logger()
 CHECKPOINT_EVERY = 2.0  # seconds between checkpoint writes; a replayed tail is only duplicates
@@ -131,9 +131,9 @@ def _save(state: Path, path: Path, done: int, last: str) -> None:
 
 
 async def _run(path: Path, progress: bool) -> ImportReport:
-    from services.common.runtime import open_bus
-    from services.common.settings import Settings
-    from services.common.store import JetStreamEventStore, RawStore, close
+    from tidydesk.common.runtime import open_bus
+    from tidydesk.common.settings import Settings
+    from tidydesk.common.store import JetStreamEventStore, RawStore, close
 
     settings = Settings.from_env()
     nc, js = await open_bus(settings, "tidydesk-import")
@@ -147,8 +147,8 @@ async def _run(path: Path, progress: bool) -> ImportReport:
 
 def main(argv: list[str]) -> int:
     """`tidydesk import PATH [--no-progress]`."""
-    from services.common import log as logsetup
-    from services.common.settings import Settings
+    from tidydesk.common import log as logsetup
+    from tidydesk.common.settings import Settings
 
     parser = argparse.ArgumentParser(
         prog="tidydesk import",

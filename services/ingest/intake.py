@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import msgspec
 import structlog
 
-from services.common.events import MessageReceived, MessageRejected
-from services.common.store import JetStreamEventStore, RawStore, tenant
-from services.ingest.parse import intake_key, parse, synthesised_id
+from tidydesk.common.events import MessageReceived, MessageRejected
+from tidydesk.common.store import JetStreamEventStore, RawStore, tenant
+from tidydesk.ingest.parse import intake_key, parse, synthesised_id
 
 log = structlog.get_logger()
 Accepted = tuple[MessageReceived | MessageRejected, bool]

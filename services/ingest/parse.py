@@ -15,10 +15,10 @@ from typing import Any
 
 import msgspec
 
-from services.common.events import Attachment, MessageReceived, MessageRejected
-from services.ingest import autoreply
-from services.ingest.extract import body_of, extract, html_to_text
-from services.ingest.sanitize import Tally, clean, scrub, text_charset
+from tidydesk.common.events import Attachment, MessageReceived, MessageRejected
+from tidydesk.ingest import autoreply
+from tidydesk.ingest.extract import body_of, extract, html_to_text
+from tidydesk.ingest.sanitize import Tally, clean, scrub, text_charset
 
 MAX_TEXT = 200_000  # characters kept per body field; an event must stay far below 1 MiB
 MAX_IDS = 100  # nearest References kept; a parent is almost always among the last few

@@ -19,8 +19,8 @@ from aiosmtpd.smtp import (
     Session,
 )
 
-from services.common.events import MessageRejected
-from services.ingest.intake import Intake
+from tidydesk.common.events import MessageRejected
+from tidydesk.ingest.intake import Intake
 
 log = structlog.get_logger()
 STORE_TIMEOUT = 15.0  # seconds to get a mail into JetStream before answering 451

@@ -1,6 +1,6 @@
-"""`python -m services.notify`: run the notify service."""
+"""`python -m tidydesk.notify`: run the notify service."""
 
-from services.common.runtime import main
-from services.notify.app import run
+from tidydesk.common.runtime import main
+from tidydesk.notify.app import run
 
 main("notify", run)

@@ -4,7 +4,7 @@ Each concern has its own durable consumer, run as concurrent tasks: `notify-mail
 topology) and one `webhook-<subscription id>` per endpoint, created with the mail consumer's
 retry budget. A down endpoint retries and parks its own events only. Subscriptions come from
 the `{ns}_webhooks` bucket (`tidydesk webhooks`), watched while running, and from
-TIDYDESK_WEBHOOK_URLS. Both mail and webhooks start at new events (deploy/nats,
+TIDYDESK_WEBHOOK_URLS. Both mail and webhooks start at new events (jetstream.json,
 webhooks.py): replaying the whole stream would re-mail every reply ever sent.
 """
 
@@ -19,13 +19,13 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 from nats.js.kv import KV_DEL, KV_PURGE
 
-from services.common.runtime import consume, open_bus
-from services.common.settings import Settings
-from services.common.store import close
-from services.notify import subscriptions
-from services.notify.mail import Mailer
-from services.notify.subscriptions import Subscription
-from services.notify.webhooks import (
+from tidydesk.common.runtime import consume, open_bus
+from tidydesk.common.settings import Settings
+from tidydesk.common.store import close
+from tidydesk.notify import subscriptions
+from tidydesk.notify.mail import Mailer
+from tidydesk.notify.subscriptions import Subscription
+from tidydesk.notify.webhooks import (
     BATCH,
     Mailboxes,
     Webhook,

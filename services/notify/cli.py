@@ -14,12 +14,12 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
-from services.common import parking
-from services.common.events import decode
-from services.common.settings import Settings, redact
-from services.notify import subscriptions
-from services.notify.subscriptions import Subscription
-from services.notify.webhooks import (
+from tidydesk.common import parking
+from tidydesk.common.events import decode
+from tidydesk.common.settings import Settings, redact
+from tidydesk.notify import subscriptions
+from tidydesk.notify.subscriptions import Subscription
+from tidydesk.notify.webhooks import (
     Mailboxes,
     Webhook,
     delete_consumers,

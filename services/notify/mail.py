@@ -26,8 +26,8 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from services.common.events import Envelope, ReplySent
-from services.common.store import digest_key
+from tidydesk.common.events import Envelope, ReplySent
+from tidydesk.common.store import digest_key
 
 log = structlog.get_logger()
 SENDING, SENT = "sending", "sent"

@@ -19,9 +19,9 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 from yarl import URL
 
-from services.common.events import EVENT_TYPES
-from services.common.settings import Settings
-from services.common.store import TOPOLOGY, fill_namespace
+from tidydesk.common.events import EVENT_TYPES
+from tidydesk.common.settings import Settings
+from tidydesk.common.store import TOPOLOGY, fill_namespace
 
 INTAKE = frozenset({"message.received", "message.rejected"})  # not on {ns}.tickets.*
 TICKET_TYPES = frozenset(
@@ -110,7 +110,7 @@ def bucket_name(ns: str) -> str:
 
 
 async def bucket(js: JetStreamContext, ns: str) -> KeyValue:
-    """The subscriptions bucket, created as deploy/nats says if the stack never started."""
+    """The subscriptions bucket, created as jetstream.json says if the stack never started."""
     try:
         return await js.key_value(bucket_name(ns))
     except BucketNotFoundError:

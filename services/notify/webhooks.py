@@ -14,8 +14,8 @@ import structlog
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
-from services.common import parking
-from services.common.events import (
+from tidydesk.common import parking
+from tidydesk.common.events import (
     LEGACY_SOURCE,
     Envelope,
     TicketOpened,
@@ -23,7 +23,7 @@ from services.common.events import (
     encode,
     source_for,
 )
-from services.notify.subscriptions import Subscription
+from tidydesk.notify.subscriptions import Subscription
 
 log = structlog.get_logger()
 RETRYABLE_4XX = frozenset({408, 429})

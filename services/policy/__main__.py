@@ -1,6 +1,6 @@
-"""`python -m services.policy`: run the policy service."""
+"""`python -m tidydesk.policy`: run the policy service."""
 
-from services.common.runtime import main
-from services.policy.app import run
+from tidydesk.common.runtime import main
+from tidydesk.policy.app import run
 
 main("policy", run)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.policy.base import Decision, FollowUp, TicketView
+from tidydesk.policy.base import Decision, FollowUp, TicketView
 
 
 class AlwaysReopen:

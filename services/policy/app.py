@@ -7,8 +7,8 @@ from datetime import datetime
 import structlog
 from nats.js import JetStreamContext
 
-from services.common import health
-from services.common.events import (
+from tidydesk.common import health
+from tidydesk.common.events import (
     DecisionShadowed,
     Envelope,
     Event,
@@ -19,19 +19,19 @@ from services.common.events import (
     TicketReopened,
     TicketSplit,
 )
-from services.common.runtime import consume, open_bus
-from services.common.settings import Settings
-from services.common.store import (
+from tidydesk.common.runtime import consume, open_bus
+from tidydesk.common.settings import Settings
+from tidydesk.common.store import (
     JetStreamEventStore,
     KvIndex,
     close,
     digest_key,
     link,
 )
-from services.common.ticket import Ticket
-from services.policy.base import Decision, FollowUp, view
-from services.policy.config import load as load_config
-from services.policy.registry import get_policy
+from tidydesk.common.ticket import Ticket
+from tidydesk.policy.base import Decision, FollowUp, view
+from tidydesk.policy.config import load as load_config
+from tidydesk.policy.registry import get_policy
 
 log = structlog.get_logger()
 

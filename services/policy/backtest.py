@@ -13,7 +13,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext, api
 from tqdm import tqdm
 
-from services.common.events import (
+from tidydesk.common.events import (
     Envelope,
     FollowupAcknowledged,
     FollowupRecorded,
@@ -24,12 +24,12 @@ from services.common.events import (
     TicketSplit,
     decode,
 )
-from services.common.runtime import stop_if_cancelled
-from services.common.settings import Settings
-from services.common.store import close, connect
-from services.common.ticket import Ticket
-from services.policy.app import decide
-from services.policy.registry import get_policy
+from tidydesk.common.runtime import stop_if_cancelled
+from tidydesk.common.settings import Settings
+from tidydesk.common.store import close, connect
+from tidydesk.common.ticket import Ticket
+from tidydesk.policy.app import decide
+from tidydesk.policy.registry import get_policy
 
 RECORDED = {TicketReopened: "reopen", FollowupAcknowledged: "acknowledge",
             FollowupRecorded: "auto", TicketSplit: "split"}

@@ -7,7 +7,7 @@ from typing import Literal, Protocol
 
 import msgspec
 
-from services.common.ticket import Ticket
+from tidydesk.common.ticket import Ticket
 
 Verdict = Literal["acknowledge", "reopen", "split", "auto"]  # auto: machine mail, no action
 

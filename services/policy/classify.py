@@ -7,7 +7,7 @@ unknown. Output, in input order::
     {"id": str, "decision": "acknowledge"|"reopen"|"split"|"thread"|"new",
      "confidence": float, "reasons": [str], "policy": str}
 
-Case "B" (fresh mail beside an open ticket) is answered by `services.threading.similarity.match`
+Case "B" (fresh mail beside an open ticket) is answered by `tidydesk.threading.similarity.match`
 with `thread` / `new`, and `policy` names that engine. A malformed line yields
 `{"id": ..., "error": "..."}`; the run never stops on one.
 """
@@ -21,8 +21,8 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
-from services.policy.base import FollowUp, PastMessage, Policy, TicketView
-from services.policy.registry import DEFAULT_POLICY, POLICIES, get_policy
+from tidydesk.policy.base import FollowUp, PastMessage, Policy, TicketView
+from tidydesk.policy.registry import DEFAULT_POLICY, POLICIES, get_policy
 
 _HEADER = re.compile(
     r"^(?:on .+ wrote:?|.+ 작성:?|.+님이 작성:?|.+のメール:?|.+写道[:：]?|le .+ a [ée]crit ?:?|"
@@ -39,7 +39,7 @@ _AUTO_SUBJECT = re.compile(
 
 
 def _fallback_reply_text(body: str) -> str:
-    """Cut at the first quoted line or reply header (used only without services.ingest)."""
+    """Cut at the first quoted line or reply header (used only without tidydesk.ingest)."""
     kept: list[str] = []
     for line in body.splitlines():
         stripped = line.strip()
@@ -51,7 +51,7 @@ def _fallback_reply_text(body: str) -> str:
 
 def _reply_text_impl() -> Callable[[str], str]:
     try:
-        from services.ingest.extract import reply_text
+        from tidydesk.ingest.extract import reply_text
     except ImportError:  # extraction engine not installed: trivial stripper
         return _fallback_reply_text
     return reply_text
@@ -64,7 +64,7 @@ Match = Callable[[TicketView, str, str, str], tuple[bool, float, list[str]]]
 
 def _threading_match() -> Match | None:
     try:
-        from services.threading.similarity import match
+        from tidydesk.threading.similarity import match
     except ImportError:
         return None
     return match

@@ -15,9 +15,9 @@ import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from services.common.settings import Settings
-from services.common.store import apply_topology, close, connect
-from services.policy.registry import get_policy
+from tidydesk.common.settings import Settings
+from tidydesk.common.store import apply_topology, close, connect
+from tidydesk.policy.registry import get_policy
 
 KEY = "policy"
 

@@ -13,8 +13,8 @@
 
 from __future__ import annotations
 
-from services.policy import ack, topic
-from services.policy.base import Decision, FollowUp, TicketView, Verdict
+from tidydesk.policy import ack, topic
+from tidydesk.policy.base import Decision, FollowUp, TicketView, Verdict
 
 LOW_OVERLAP = 0.2  # share of the reply's content units found in the ticket
 

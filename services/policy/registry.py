@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from services.policy.always_reopen import AlwaysReopen
-from services.policy.base import Policy
-from services.policy.content_aware import ContentAware
-from services.policy.time_window import TimeWindow
+from tidydesk.policy.always_reopen import AlwaysReopen
+from tidydesk.policy.base import Policy
+from tidydesk.policy.content_aware import ContentAware
+from tidydesk.policy.time_window import TimeWindow
 
 DEFAULT_POLICY = "content-aware"
 

@@ -9,7 +9,7 @@ so this policy never acknowledges a human reply.
 
 from __future__ import annotations
 
-from services.policy.base import Decision, FollowUp, TicketView, Verdict
+from tidydesk.policy.base import Decision, FollowUp, TicketView, Verdict
 
 DEFAULT_DAYS = 30.0
 

@@ -26,7 +26,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from services.policy.ack import fold
+from tidydesk.policy.ack import fold
 
 _ID = re.compile(r"(?<![\w$€£¥₩])(?=[\w-]*\d)[A-Za-z0-9][A-Za-z0-9-]{4,}[A-Za-z0-9](?![\w])")
 _AMOUNT_AFTER = re.compile(r"^\s?(?:원|円|元|won|yen|usd|eur|krw|jpy|rmb|%|분|시|일|개|명|회)")

@@ -1,6 +1,6 @@
-"""`python -m services.queue`: run the queue service."""
+"""`python -m tidydesk.queue`: run the queue service."""
 
-from services.common.runtime import main
-from services.queue.app import run
+from tidydesk.common.runtime import main
+from tidydesk.queue.app import run
 
 main("queue", run)

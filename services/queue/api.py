@@ -4,7 +4,7 @@ aiohttp, not a new framework: it is already a dependency (webhooks, health), and
 server serves intake and the API next to the projector in the queue process. The OpenAPI
 document (/openapi.json, /docs) is built from the same msgspec Structs the handlers use.
 
-Access: a bearer token (services.queue.auth) on every route but /healthz, /readyz,
+Access: a bearer token (tidydesk.queue.auth) on every route but /healthz, /readyz,
 /openapi.json and /docs. A wrong scope is 403; a ticket or mail of another tenant is 404,
 the same answer as a missing one, so a token cannot learn what other tenants have.
 """
@@ -27,7 +27,7 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
-from services.common.events import (
+from tidydesk.common.events import (
     Event,
     MessageRejected,
     ReplySent,
@@ -35,8 +35,8 @@ from services.common.events import (
     TicketMerged,
     TicketSolved,
 )
-from services.common.settings import Settings
-from services.common.store import (
+from tidydesk.common.settings import Settings
+from tidydesk.common.store import (
     JetStreamEventStore,
     KvIndex,
     RawStore,
@@ -44,14 +44,14 @@ from services.common.store import (
     link,
     tenant,
 )
-from services.common.ticket import Ticket
-from services.ingest.intake import Intake
-from services.ingest.parse import MAX_EVENT_BYTES
-from services.ingest.providers import _Postmark, postmark_to_mime
-from services.queue.auth import Token, TokenStore
-from services.queue.openapi import Op, Param, docs_page, document
-from services.queue.problems import ProblemError, problems
-from services.threading.engine import reply_address
+from tidydesk.common.ticket import Ticket
+from tidydesk.ingest.intake import Intake
+from tidydesk.ingest.parse import MAX_EVENT_BYTES
+from tidydesk.ingest.providers import _Postmark, postmark_to_mime
+from tidydesk.queue.auth import Token, TokenStore
+from tidydesk.queue.openapi import Op, Param, docs_page, document
+from tidydesk.queue.problems import ProblemError, problems
+from tidydesk.threading.engine import reply_address
 
 log = structlog.get_logger()
 POOL = web.AppKey("pool", asyncpg.Pool)

@@ -8,14 +8,14 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from services.common import db, parking
-from services.common.runtime import open_bus
-from services.common.settings import Settings
-from services.common.store import JetStreamEventStore, KvIndex, RawStore, close
-from services.ingest.intake import Intake
-from services.queue.api import allowed_hosts, build, runner
-from services.queue.projection import Projector
-from services.threading.engine import shared_secret
+from tidydesk.common import db, parking
+from tidydesk.common.runtime import open_bus
+from tidydesk.common.settings import Settings
+from tidydesk.common.store import JetStreamEventStore, KvIndex, RawStore, close
+from tidydesk.ingest.intake import Intake
+from tidydesk.queue.api import allowed_hosts, build, runner
+from tidydesk.queue.projection import Projector
+from tidydesk.threading.engine import shared_secret
 
 log = structlog.get_logger()
 

@@ -16,7 +16,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from services.common.store import TOPOLOGY, fill_namespace
+from tidydesk.common.store import TOPOLOGY, fill_namespace
 
 SCOPES = ("read", "write", "intake", "admin")  # admin grants every other scope
 PREFIX = "tdk_"
@@ -53,7 +53,7 @@ def normal_tenant(tenant: str) -> str:
 
 
 async def bucket(js: JetStreamContext, ns: str) -> KeyValue:
-    """The tokens bucket, created as deploy/nats says if the stack never started with it."""
+    """The tokens bucket, created as jetstream.json says if the stack never started with it."""
     try:
         return await js.key_value(f"{ns}_tokens")
     except BucketNotFoundError:

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from services.queue.problems import PROBLEM_JSON, Problem
+from tidydesk.queue.problems import PROBLEM_JSON, Problem
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REF = "#/components/schemas/{name}"

@@ -1,7 +1,7 @@
 """Queue projections: the event stream applied to PostgreSQL, batch and checkpoint together.
 
 A batch that fails on a poison event (bad data, not a sick server) is bisected: the rest is
-applied, the poison event is parked (services.common.parking) and the checkpoint moves past
+applied, the poison event is parked (tidydesk.common.parking) and the checkpoint moves past
 it. `rebuild` projects the stream into a schema beside the live one and swaps it in.
 """
 
@@ -16,8 +16,8 @@ import structlog
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext, api
 
-from services.common import db, parking
-from services.common.events import (
+from tidydesk.common import db, parking
+from tidydesk.common.events import (
     AutoRecorded,
     ConversationAdopted,
     ConversationMoved,
@@ -37,8 +37,8 @@ from services.common.events import (
     TicketSplit,
     decode,
 )
-from services.common.runtime import stop_if_cancelled
-from services.common.store import tenant
+from tidydesk.common.runtime import stop_if_cancelled
+from tidydesk.common.store import tenant
 
 log = structlog.get_logger()
 TABLES = ("tickets", "messages", "rejected", "events")

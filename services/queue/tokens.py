@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import nats
 from nats.js.errors import APIError
 
-from services.common.settings import Settings, redact
-from services.queue.auth import LIST_PREFIX, SCOPES, TokenStore
+from tidydesk.common.settings import Settings, redact
+from tidydesk.queue.auth import LIST_PREFIX, SCOPES, TokenStore
 
 
 def _table(rows: Sequence[tuple[str, ...]]) -> str:

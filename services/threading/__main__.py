@@ -1,6 +1,6 @@
-"""`python -m services.threading`: run the threading service."""
+"""`python -m tidydesk.threading`: run the threading service."""
 
-from services.common.runtime import main
-from services.threading.app import run
+from tidydesk.common.runtime import main
+from tidydesk.threading.app import run
 
 main("threading", run)

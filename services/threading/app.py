@@ -5,8 +5,8 @@ from __future__ import annotations
 import structlog
 from nats.js import JetStreamContext
 
-from services.common import health
-from services.common.events import (
+from tidydesk.common import health
+from tidydesk.common.events import (
     AutoRecorded,
     Envelope,
     Event,
@@ -14,10 +14,10 @@ from services.common.events import (
     MessageReceived,
     MessageThreaded,
 )
-from services.common.runtime import consume, open_bus
-from services.common.settings import Settings
-from services.common.store import JetStreamEventStore, KvIndex, close
-from services.threading.engine import Options, Threader, shared_secret
+from tidydesk.common.runtime import consume, open_bus
+from tidydesk.common.settings import Settings
+from tidydesk.common.store import JetStreamEventStore, KvIndex, close
+from tidydesk.threading.engine import Options, Threader, shared_secret
 
 log = structlog.get_logger()
 OUTCOMES: dict[type[Event], str] = {MessageThreaded: "message_threaded",

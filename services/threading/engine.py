@@ -27,7 +27,7 @@ from datetime import datetime
 
 import msgspec
 
-from services.common.events import (
+from tidydesk.common.events import (
     AutoRecorded,
     ConversationAdopted,
     ConversationMoved,
@@ -38,10 +38,10 @@ from services.common.events import (
     ParticipantsSeen,
     TicketOpened,
 )
-from services.common.store import EventStore, Index, digest_key, link, tenant, unlink
-from services.common.ticket import Ticket
-from services.policy.base import view
-from services.threading import similarity
+from tidydesk.common.store import EventStore, Index, digest_key, link, tenant, unlink
+from tidydesk.common.ticket import Ticket
+from tidydesk.policy.base import view
+from tidydesk.threading import similarity
 
 LOOKUP_REFERENCES = 20  # the nearest References are enough to find a known ancestor
 OPEN = ("open", "pending")

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from services.common.events import MessageReceived
-from services.common.memory import InMemoryEventStore, InMemoryIndex
-from services.ingest.parse import parse
-from services.threading.engine import Options, Threader
+from tidydesk.common.events import MessageReceived
+from tidydesk.common.memory import InMemoryEventStore, InMemoryIndex
+from tidydesk.ingest.parse import parse
+from tidydesk.threading.engine import Options, Threader
 
 _OBFUSCATED = re.compile(r"^\s*([\w.+-]+) at ([\w-]+(?:\.[\w-]+)+)\s*(?:\((.*)\))?\s*$")
 

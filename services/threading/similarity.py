@@ -38,7 +38,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from services.policy.base import TicketView
+from tidydesk.policy.base import TicketView
 
 __all__ = [
     "DEFAULT_THRESHOLD",

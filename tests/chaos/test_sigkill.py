@@ -10,15 +10,15 @@ import sys
 import asyncpg
 from nats.aio.client import Client
 
-from services.common.store import JetStreamEventStore, RawStore
-from services.ingest.intake import Intake
 from tests.conftest import eventually, free_port, mail
+from tidydesk.common.store import JetStreamEventStore, RawStore
+from tidydesk.ingest.intake import Intake
 
 MAILS = 120
 
 
 async def start(name: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", f"services.{name}",
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", f"tidydesk.{name}",
                                                 env=env, stderr=asyncio.subprocess.DEVNULL)
 
 

@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import free_port, mail
 
 pytestmark = pytest.mark.e2e
-TIDYDESK = [sys.executable, "-m", "services.cli"]
+TIDYDESK = [sys.executable, "-m", "tidydesk.cli"]
 
 
 class Up:
@@ -52,7 +52,7 @@ class Up:
             nats_url = found.group(1) if found else ""
             time.sleep(0.2)
         # (= `tidydesk tokens create --scope admin`)
-        out = subprocess.run([sys.executable, "-m", "services.queue.tokens", "create",
+        out = subprocess.run([sys.executable, "-m", "tidydesk.queue.tokens", "create",
                               "--scope", "admin", "--name", "e2e"],
                              env={**self.env, "TIDYDESK_NATS_URL": nats_url},
                              capture_output=True, text=True, timeout=30, check=True).stdout

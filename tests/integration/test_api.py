@@ -14,11 +14,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from services.common.store import KvIndex
-from services.queue.api import build, runner
-from services.queue.auth import TokenStore
-from services.threading.engine import shared_secret
 from tests.conftest import Stack, eventually, free_port, mail
+from tidydesk.common.store import KvIndex
+from tidydesk.queue.api import build, runner
+from tidydesk.queue.auth import TokenStore
+from tidydesk.threading.engine import shared_secret
 
 PROBLEM = "application/problem+json"
 

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from aiohttp import web
 
-from services.common.store import KvIndex
-from services.queue.api import build, runner
-from services.queue.auth import TokenStore
-from services.threading.engine import shared_secret
 from tests.conftest import Stack, eventually, free_port, mail
+from tidydesk.common.store import KvIndex
+from tidydesk.queue.api import build, runner
+from tidydesk.queue.auth import TokenStore
+from tidydesk.threading.engine import shared_secret
 
 schemathesis = pytest.importorskip("schemathesis")
 hypothesis = pytest.importorskip("hypothesis")

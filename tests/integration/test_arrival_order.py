@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from services.common.runtime import consume
-from services.threading.app import build
 from tests.conftest import Stack, eventually, mail
+from tidydesk.common.runtime import consume
+from tidydesk.threading.app import build
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "threading"
 SUPPORT = "support@brightdesk.example"

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from structlog.testing import capture_logs
 
-from services.common import db
-from services.common.store import close, connect
 from tests.conftest import free_port
+from tidydesk.common import db
+from tidydesk.common.store import close, connect
 
 
 async def test_postgres_down_is_logged_and_retried() -> None:

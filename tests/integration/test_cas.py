@@ -8,13 +8,13 @@ import sys
 
 from nats.aio.client import Client
 
-from services.common.store import KvIndex
-from services.policy import config
+from tidydesk.common.store import KvIndex
+from tidydesk.policy import config
 
 WRITER = """
 import asyncio, sys, msgspec
-from services.common.store import KvIndex, connect
-from services.policy import config
+from tidydesk.common.store import KvIndex, connect
+from tidydesk.policy import config
 
 async def main(url, ns, who, n):
     nc = await connect(url, "cas-" + who)

@@ -11,9 +11,9 @@ import pytest
 from nats.aio.client import Client
 
 from bench._cluster import Cluster
-from services.common.store import close, connect
-from services.common.topology import apply_topology, topology_streams
 from tests.conftest import Stack, eventually, mail
+from tidydesk.common.store import close, connect
+from tidydesk.common.topology import apply_topology, topology_streams
 
 
 @pytest.fixture

@@ -10,18 +10,18 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from services.common.embedded import EmbeddedNats
-from services.common.store import (
+from tests.conftest import Stack, eventually, free_port, mail
+from tidydesk.common.embedded import EmbeddedNats
+from tidydesk.common.store import (
     JetStreamEventStore,
     RawStore,
     apply_topology,
     close,
     connect,
 )
-from services.ingest.intake import Intake
-from services.ingest.smtp import serve
-from services.queue.auth import TokenStore
-from tests.conftest import Stack, eventually, free_port, mail
+from tidydesk.ingest.intake import Intake
+from tidydesk.ingest.smtp import serve
+from tidydesk.queue.auth import TokenStore
 
 
 async def _session(stack: Stack) -> aiohttp.ClientSession:

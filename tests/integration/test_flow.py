@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from services.common.events import (
+from tests.conftest import Stack, eventually, mail
+from tidydesk.common.events import (
     FollowupAcknowledged,
     FollowupRecorded,
     TicketReopened,
     TicketSolved,
 )
-from services.queue.projection import Projector
-from tests.conftest import Stack, eventually, mail
+from tidydesk.queue.projection import Projector
 
 
 async def test_reply_joins_ticket_and_duplicate_is_ignored(stack: Stack) -> None:

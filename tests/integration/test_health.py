@@ -16,19 +16,19 @@ from typing import Any
 import aiohttp
 from nats.aio.client import Client
 
-from services.common.embedded import EmbeddedNats
 from tests.conftest import free_port
+from tidydesk.common.embedded import EmbeddedNats
 
 THREADING = 1  # place of threading in SERVICES: its health port is TIDYDESK_HEALTH_PORT + 1
 
 
 @contextlib.asynccontextmanager
 async def threading_service(nats_url: str, ns: str) -> AsyncIterator[str]:
-    """`python -m services.threading` on a free health port; yields the health base URL."""
+    """`python -m tidydesk.threading` on a free health port; yields the health base URL."""
     port = free_port()
     env = {**os.environ, "TIDYDESK_NATS_URL": nats_url, "TIDYDESK_NAMESPACE": ns,
            "TIDYDESK_HEALTH_PORT": str(port - THREADING), "TIDYDESK_LOG_LEVEL": "error"}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.threading",
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "tidydesk.threading",
                                                 env=env)
     try:
         yield f"http://127.0.0.1:{port}"
@@ -96,7 +96,7 @@ def test_service_refuses_a_taken_health_port(ns: str) -> None:
         port = taken.getsockname()[1]
         env = {**os.environ, "TIDYDESK_NAMESPACE": ns,
                "TIDYDESK_HEALTH_PORT": str(port - THREADING)}
-        done = subprocess.run([sys.executable, "-m", "services.threading"], env=env,
+        done = subprocess.run([sys.executable, "-m", "tidydesk.threading"], env=env,
                               capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 2
     assert (f"TIDYDESK_HEALTH_PORT={port - THREADING} (+1 = {port}, threading) is in use "

@@ -11,9 +11,9 @@ import uuid
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from services.ingest.smtp import serve
 from tests.conftest import Stack, eventually, free_port, mail
 from tests.unit.test_sanitize import hostile_mail
+from tidydesk.ingest.smtp import serve
 
 
 def _send(port: int, raw: bytes) -> tuple[int, str]:

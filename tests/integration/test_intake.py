@@ -27,16 +27,16 @@ from typing import Any
 import msgspec
 import pytest
 
-from services.common.embedded import stop_process
-from services.common.events import MessageReceived, MessageRejected
-from services.common.store import digest_key
-from services.ingest.imap import Checkpoint, parse_url, poll_forever
-from services.ingest.imports import checkpoint_file, import_path
-from services.ingest.intake import Intake
-from services.ingest.parse import parse
-from services.ingest.providers import postmark_to_mime
-from services.ingest.smtp import serve
 from tests.conftest import Stack, eventually, free_port, mail
+from tidydesk.common.embedded import stop_process
+from tidydesk.common.events import MessageReceived, MessageRejected
+from tidydesk.common.store import digest_key
+from tidydesk.ingest.imap import Checkpoint, parse_url, poll_forever
+from tidydesk.ingest.imports import checkpoint_file, import_path
+from tidydesk.ingest.intake import Intake
+from tidydesk.ingest.parse import parse
+from tidydesk.ingest.providers import postmark_to_mime
+from tidydesk.ingest.smtp import serve
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "intake"
 
@@ -234,7 +234,7 @@ async def test_import_maildir_and_the_command(stack: Stack, tmp_path: Path,
     assert (report.total, report.imported) == (3, 3)
     env = {**os.environ, "TIDYDESK_NATS_URL": nats_url, "TIDYDESK_NAMESPACE": stack.ns,
            "TIDYDESK_HOME": str(tmp_path / "home")}
-    code = "import sys; from services.ingest.imports import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from tidydesk.ingest.imports import main; sys.exit(main(sys.argv[1:]))"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", code, str(tmp_path / "Maildir"), env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

@@ -14,13 +14,13 @@ import asyncpg
 import pytest
 from nats.aio.client import Client
 
-from services.common.events import Event, MessageReceived, MessageRejected
-from services.common.store import JetStreamEventStore
-from services.ingest.intake import Intake
-from services.ingest.smtp import serve
-from services.queue.app import forever
-from services.queue.projection import Projector
 from tests.conftest import Stack, eventually, free_port, mail
+from tidydesk.common.events import Event, MessageReceived, MessageRejected
+from tidydesk.common.store import JetStreamEventStore
+from tidydesk.ingest.intake import Intake
+from tidydesk.ingest.smtp import serve
+from tidydesk.queue.app import forever
+from tidydesk.queue.projection import Projector
 
 RELAYED = (b"Received: from mx2.example by mx3.example; Mon, 23 Nov 2026 10:05:00 +0000\r\n"
            b"DKIM-Signature: v=1; a=rsa-sha256; d=example.com; b=AAAA\r\n"

@@ -12,10 +12,10 @@ from pathlib import Path
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from nats.aio.client import Client
 
-from services.common.store import connect, digest_key
-from services.notify.mail import InFlight, Mailer
 from tests.conftest import eventually
 from tests.integration.test_outbound import Sink, publish, reply
+from tidydesk.common.store import connect, digest_key
+from tidydesk.notify.mail import InFlight, Mailer
 
 REPLIES = 80
 
@@ -92,7 +92,7 @@ async def test_sigkilled_notify_loses_no_reply_and_duplicates_at_most_one_per_ki
     async def start() -> asyncio.subprocess.Process:
         with logs.open("ab") as out:
             return await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services.notify", env=env, stdout=out, stderr=out)
+                sys.executable, "-m", "tidydesk.notify", env=env, stdout=out, stderr=out)
 
     rng = random.Random()
     proc, kills = await start(), 0

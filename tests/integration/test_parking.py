@@ -8,10 +8,10 @@ import asyncio
 from nats.aio.client import Client
 from nats.js import api
 
-from services.common import parking
-from services.common.events import TicketSolved, encode, envelope
-from services.common.runtime import consume
 from tests.conftest import eventually
+from tidydesk.common import parking
+from tidydesk.common.events import TicketSolved, encode, envelope
+from tidydesk.common.runtime import consume
 
 
 async def _fast_retries(nc: Client, ns: str, durable: str = "policy") -> None:

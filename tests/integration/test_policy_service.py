@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from services.common.events import (
+from tests.conftest import Stack, eventually, mail
+from tidydesk.common.events import (
     DecisionShadowed,
     FollowupAcknowledged,
     FollowupRecorded,
     TicketReopened,
     TicketSolved,
 )
-from services.policy import config
-from services.policy.backtest import build_report, collect, render
-from tests.conftest import Stack, eventually, mail
+from tidydesk.policy import config
+from tidydesk.policy.backtest import build_report, collect, render
 
 
 async def test_config_change_applies_to_next_message_and_shadow_records(stack: Stack) -> None:

@@ -9,10 +9,10 @@ import asyncpg
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from services.common import parking
-from services.common.events import Event, MessageReceived, TicketOpened, encode, envelope
-from services.queue.projection import Projector, is_poison
 from tests.conftest import eventually
+from tidydesk.common import parking
+from tidydesk.common.events import Event, MessageReceived, TicketOpened, encode, envelope
+from tidydesk.queue.projection import Projector, is_poison
 
 
 async def publish(js: JetStreamContext, ns: str, event: Event, key: str) -> int:

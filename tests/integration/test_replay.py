@@ -13,10 +13,10 @@ import asyncpg
 import pytest
 from nats.aio.client import Client
 
-from services.common import parking
-from services.queue.projection import REPLAY_LOCK, Projector, rebuild
 from tests.conftest import Stack, eventually, free_port, mail
 from tests.integration.test_projection import publish, received
+from tidydesk.common import parking
+from tidydesk.queue.projection import REPLAY_LOCK, Projector, rebuild
 
 
 async def replay_cli(nats_url: str, database_url: str, ns: str, *args: str
@@ -25,7 +25,7 @@ async def replay_cli(nats_url: str, database_url: str, ns: str, *args: str
     env = {**os.environ, "TIDYDESK_NATS_URL": nats_url, "TIDYDESK_DATABASE_URL": database_url,
            "TIDYDESK_NAMESPACE": ns}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "replay", *args, env=env,
+        sys.executable, "-m", "tidydesk.cli", "replay", *args, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None

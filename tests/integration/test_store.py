@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from nats.aio.client import Client
 
-from services.common.events import Event, MessageRejected, MessageThreaded, TicketOpened
-from services.common.store import Conflict, JetStreamEventStore
-from services.common.ticket import Ticket
+from tidydesk.common.events import Event, MessageRejected, MessageThreaded, TicketOpened
+from tidydesk.common.store import Conflict, JetStreamEventStore
+from tidydesk.common.ticket import Ticket
 
 
 def opened(ticket_id: str) -> TicketOpened:

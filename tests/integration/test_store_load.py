@@ -13,7 +13,7 @@ import pytest
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
-from services.common.events import (
+from tidydesk.common.events import (
     Event,
     FollowupAcknowledged,
     MessageThreaded,
@@ -23,8 +23,8 @@ from services.common.events import (
     TicketSplit,
     decode,
 )
-from services.common.store import Conflict, JetStreamEventStore, close, connect
-from services.common.ticket import Ticket, fold
+from tidydesk.common.store import Conflict, JetStreamEventStore, close, connect
+from tidydesk.common.ticket import Ticket, fold
 
 
 def event(tid: str, i: int) -> tuple[Event, str]:
@@ -143,8 +143,8 @@ async def test_cache_is_not_used_after_another_process_appended(nc: Client, nats
     before = await store.load("t")
     script = textwrap.dedent(f"""
         import asyncio
-        from services.common.events import MessageThreaded
-        from services.common.store import JetStreamEventStore, close, connect
+        from tidydesk.common.events import MessageThreaded
+        from tidydesk.common.store import JetStreamEventStore, close, connect
 
         async def main():
             nc = await connect({nats_url!r}, "other-process")

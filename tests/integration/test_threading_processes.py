@@ -9,9 +9,9 @@ import sys
 
 from nats.aio.client import Client
 
-from services.common.store import JetStreamEventStore, KvIndex, RawStore, unlink
-from services.ingest.intake import Intake
 from tests.conftest import eventually, mail
+from tidydesk.common.store import JetStreamEventStore, KvIndex, RawStore, unlink
+from tidydesk.ingest.intake import Intake
 
 
 async def test_two_instances_thread_interleaved_conversations(nc: Client, nats_url: str,
@@ -19,7 +19,7 @@ async def test_two_instances_thread_interleaved_conversations(nc: Client, nats_u
     js = nc.jetstream()
     env = {**os.environ, "TIDYDESK_NATS_URL": nats_url, "TIDYDESK_NAMESPACE": ns,
            "TIDYDESK_LOG_LEVEL": "warning"}
-    procs = [await asyncio.create_subprocess_exec(sys.executable, "-m", "services.threading",
+    procs = [await asyncio.create_subprocess_exec(sys.executable, "-m", "tidydesk.threading",
                                                   env=env) for _ in range(2)]
     try:
         intake = Intake(JetStreamEventStore(js, ns), RawStore(js, ns))

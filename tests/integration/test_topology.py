@@ -8,7 +8,7 @@ import os
 import pytest
 from nats.aio.client import Client
 
-from services.common import topology
+from tidydesk.common import topology
 
 
 async def test_operator_settings_are_kept_and_reported(nc: Client, ns: str) -> None:

@@ -18,7 +18,9 @@ from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 from standardwebhooks import Webhook as StandardWebhook
 
-from services.common.events import (
+from tests.conftest import eventually, free_port
+from tests.integration.test_outbound import fast_budget, reply
+from tidydesk.common.events import (
     Event,
     TicketClosed,
     TicketOpened,
@@ -26,11 +28,9 @@ from services.common.events import (
     encode,
     envelope,
 )
-from services.common.settings import Settings
-from services.notify import cli
-from services.notify.app import serve
-from tests.conftest import eventually, free_port
-from tests.integration.test_outbound import fast_budget, reply
+from tidydesk.common.settings import Settings
+from tidydesk.notify import cli
+from tidydesk.notify.app import serve
 
 Cli = Callable[..., Awaitable[tuple[int, str, str]]]
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from services.common.asyncapi import document
-from services.common.events import EVENT_TYPES, Envelope, TicketSolved, encode, envelope
+from tidydesk.common.asyncapi import document
+from tidydesk.common.events import EVENT_TYPES, Envelope, TicketSolved, encode, envelope
 
 ROOT = Path(__file__).resolve().parents[2]
 # Reads the document on stdin, prints the parser's diagnostics as JSON.

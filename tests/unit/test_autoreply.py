@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from services.common.events import Envelope, FollowupRecorded, MessageThreaded, TicketSolved
-from services.common.ticket import Ticket
-from services.ingest.autoreply import detect
-from services.policy.app import AUTO_REASON, decide, decision_events
+from tidydesk.common.events import Envelope, FollowupRecorded, MessageThreaded, TicketSolved
+from tidydesk.common.ticket import Ticket
+from tidydesk.ingest.autoreply import detect
+from tidydesk.policy.app import AUTO_REASON, decide, decision_events
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "autoreply"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from services import cli
-from services.common import health
-from services.common.embedded import out_of_space
-from services.common.settings import Settings, redact
+from tidydesk import cli
+from tidydesk.common import health
+from tidydesk.common.embedded import out_of_space
+from tidydesk.common.settings import Settings, redact
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from services.common.events import (
+from tidydesk.common.events import (
     MessageReceived,
     MessageThreaded,
     TicketOpened,
@@ -17,9 +17,9 @@ from services.common.events import (
     encode,
     envelope,
 )
-from services.common.settings import SETTINGS, Settings
-from services.common.ticket import fold
-from services.threading.engine import candidates, locate
+from tidydesk.common.settings import SETTINGS, Settings
+from tidydesk.common.ticket import fold
+from tidydesk.threading.engine import candidates, locate
 
 
 def received(**kw: object) -> MessageReceived:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from services.ingest.extract import (
+from tidydesk.ingest.extract import (
     Extracted,
     body_of,
     decode_bytes,
@@ -28,7 +28,7 @@ from services.ingest.extract import (
     html_to_text,
     reply_text,
 )
-from services.ingest.extract_cli import main
+from tidydesk.ingest.extract_cli import main
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "replies"
 

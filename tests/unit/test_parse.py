@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.common.events import MessageReceived, MessageRejected
-from services.ingest.parse import message_ids, parse
+from tidydesk.common.events import MessageReceived, MessageRejected
+from tidydesk.ingest.parse import message_ids, parse
 
 MB = "support@acme.example"  # the envelope recipient: without one a mail has no tenant
 

@@ -13,8 +13,8 @@ import base64
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.common.events import MessageReceived, MessageRejected, encode, envelope
-from services.ingest.parse import parse
+from tidydesk.common.events import MessageReceived, MessageRejected, encode, envelope
+from tidydesk.ingest.parse import parse
 
 NATS_MAX_PAYLOAD = 1 << 20
 

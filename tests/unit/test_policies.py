@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from services.policy import classify
-from services.policy.ack import detect
-from services.policy.always_reopen import AlwaysReopen
-from services.policy.base import Decision, FollowUp, PastMessage, Policy, TicketView
-from services.policy.content_aware import ContentAware
-from services.policy.registry import DEFAULT_POLICY, POLICIES, get_policy
-from services.policy.time_window import TimeWindow
+from tidydesk.policy import classify
+from tidydesk.policy.ack import detect
+from tidydesk.policy.always_reopen import AlwaysReopen
+from tidydesk.policy.base import Decision, FollowUp, PastMessage, Policy, TicketView
+from tidydesk.policy.content_aware import ContentAware
+from tidydesk.policy.registry import DEFAULT_POLICY, POLICIES, get_policy
+from tidydesk.policy.time_window import TimeWindow
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -67,7 +67,7 @@ class _Dummy:
 
 
 def test_new_policy_needs_only_a_registry_entry(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Nothing in services.ingest (or anywhere else) changes: one entry in POLICIES is enough,
+    # Nothing in tidydesk.ingest (or anywhere else) changes: one entry in POLICIES is enough,
     # and the offline CLI resolves it by name like any built-in policy.
     monkeypatch.setitem(POLICIES, "dummy", _Dummy())
     assert get_policy("dummy").decide(tv(), fu("hi")).verdict == "split"

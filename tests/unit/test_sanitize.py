@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.common.events import Attachment, MessageReceived, MessageRejected
-from services.ingest.parse import MAX_EVENT_BYTES, parse
-from services.ingest.sanitize import Tally, clean, scrub, text_charset
+from tidydesk.common.events import Attachment, MessageReceived, MessageRejected
+from tidydesk.ingest.parse import MAX_EVENT_BYTES, parse
+from tidydesk.ingest.sanitize import Tally, clean, scrub, text_charset
 
 # What no string of an intake event may hold: C0 but \t \n, DEL, C1, surrogates, U+FFFE/F.
 UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.policy.base import PastMessage, TicketView
-from services.threading.similarity import (
+from tidydesk.policy.base import PastMessage, TicketView
+from tidydesk.threading.similarity import (
     DEFAULT_THRESHOLD,
     amounts,
     content_tokens,

@@ -10,15 +10,15 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.common.events import (
+from tidydesk.common.events import (
     AutoRecorded,
     MessageHeld,
     MessageReceived,
     MessageThreaded,
     TicketSolved,
 )
-from services.common.memory import InMemoryEventStore, InMemoryIndex
-from services.threading.engine import Options, Threader, reply_address, token_ticket
+from tidydesk.common.memory import InMemoryEventStore, InMemoryIndex
+from tidydesk.threading.engine import Options, Threader, reply_address, token_ticket
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "threading"
 NOW = datetime(2026, 3, 5, 10, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Marker-free new-topic detection (services.policy.topic) on hand-written pairs and on TIAGE."""
+"""Marker-free new-topic detection (tidydesk.policy.topic) on hand-written pairs and on TIAGE."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from eval.split import is_held_out
-from services.policy import topic
-from services.policy.base import FollowUp, PastMessage, TicketView
-from services.policy.content_aware import ContentAware
+from tidydesk.policy import topic
+from tidydesk.policy.base import FollowUp, PastMessage, TicketView
+from tidydesk.policy.content_aware import ContentAware
 
 TOPICS = Path(__file__).resolve().parents[1] / "data" / "topics"
 TIAGE = TOPICS / "tiage.jsonl"
