@@ -22,7 +22,7 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
-from tidydesk.common.events import Envelope, Event, decode, encode, envelope
+from tidydesk.common.events import Envelope, Event, decode, encode, envelope, source_for
 from tidydesk.common.ticket import Ticket, fold
 from tidydesk.common.topology import TOPOLOGY as TOPOLOGY  # re-exported: older imports
 from tidydesk.common.topology import apply_topology as apply_topology
@@ -30,6 +30,7 @@ from tidydesk.common.topology import fill_namespace as fill_namespace
 from tidydesk.common.topology import topology_streams as topology_streams
 
 log = structlog.get_logger()
+STRUCTURED = "application/cloudevents+json"  # the CloudEvents NATS binding, structured mode
 WRONG_LAST_SEQUENCE = 10071  # JSStreamWrongLastSequenceErrF
 SINGLE_GETS = 4  # a longer gap is read by one ephemeral consumer (see bench.e2e)
 REPLAY_IDLE = 5.0  # s: the server drops an ephemeral replay consumer left behind
@@ -138,11 +139,12 @@ class JetStreamEventStore(Decides):
 
     async def record_intake(self, event: Event, key: str) -> bool:
         """Publish an intake event once per key, forever; False if the key was taken."""
-        env = envelope(event, subject=key, key=key)
+        env = envelope(event, subject=key, key=key, source=source_for(self.ns))
         headers = {
             "Nats-Msg-Id": env.id,
             "Nats-Expected-Last-Subject-Sequence": "0",
             "ce-type": env.type,
+            "Content-Type": STRUCTURED,
         }
         try:
             ack = await self.js.publish(self.intake_subject(key), encode(env), headers=headers)
@@ -254,12 +256,13 @@ class JetStreamEventStore(Decides):
         landed: list[tuple[int, Envelope]] = []
         try:
             for event, key in items:
-                env = envelope(event, subject=ticket_id, key=key)
+                env = envelope(event, subject=ticket_id, key=key, source=source_for(self.ns))
                 headers = {
                     "Nats-Msg-Id": env.id,
                     "Nats-Expected-Last-Subject-Sequence": str(expected),
                     "Nats-Expected-Last-Subject-Sequence-Subject": subject,
                     "ce-type": env.type,
+                    "Content-Type": STRUCTURED,
                 }
                 data = encode(env)
                 try:
