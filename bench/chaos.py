@@ -43,6 +43,7 @@ from typing import Any
 import asyncpg
 from aiosmtpd.controller import Controller
 
+from bench._cluster import Cluster
 from bench._common import Deadline, machine, quiet_logs, table
 from tidydesk.common import db
 from tidydesk.common.embedded import EmbeddedPostgres, nats_binary
@@ -101,13 +102,34 @@ class Nats:
             self.proc.wait()
 
 
+class ClusterNats:
+    """A 3-node cluster in Nats' shape: a fault kills one node (in turn) and restarts it."""
+
+    def __init__(self, home: Path) -> None:
+        self.cluster = Cluster(home)
+        self.url, self.victim = self.cluster.url, -1
+
+    def start(self) -> None:
+        if self.victim < 0:
+            self.cluster.start()
+        else:
+            self.cluster.start_node(self.victim)
+
+    def kill(self) -> None:
+        self.victim = (self.victim + 1) % len(self.cluster.ports)
+        self.cluster.kill(self.victim)
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+
 @dataclass
 class Run:
     """Everything one chaos run started, and what it observed."""
 
     home: Path
     ns: str = "chaos"
-    nats: Nats | None = None
+    nats: Nats | ClusterNats | None = None
     pg: EmbeddedPostgres | None = None
     database_url: str = ""
     env: dict[str, str] = field(default_factory=dict)
@@ -313,7 +335,8 @@ async def _snapshot(pool: asyncpg.Pool) -> tuple[list[Any], list[Any]]:
 
 
 def chaos(mails: int = 10_000, connections: int = 8, faults: int = 14, seed: int = 7,
-          max_seconds: float = 1200.0) -> tuple[list[tuple[str, object]], Run]:
+          max_seconds: float = 1200.0, cluster: bool = False
+          ) -> tuple[list[tuple[str, object]], Run]:
     """One whole run; returns the figures table rows and the run (for the suite's test)."""
     deadline = Deadline(max_seconds)
     rng = random.Random(seed)
@@ -322,7 +345,7 @@ def chaos(mails: int = 10_000, connections: int = 8, faults: int = 14, seed: int
     sink = Sink()
     controller = Controller(sink, hostname="127.0.0.1", port=free_port())
     controller.start()
-    run.nats = Nats(home)
+    run.nats = ClusterNats(home) if cluster else Nats(home)
     run.nats.start()
     run.pg = EmbeddedPostgres(home)
     run.database_url = run.pg.start()
@@ -332,10 +355,16 @@ def chaos(mails: int = 10_000, connections: int = 8, faults: int = 14, seed: int
                "TIDYDESK_SMTP_PORT": str(smtp_port), "TIDYDESK_HTTP_PORT": str(http_port),
                "TIDYDESK_HEALTH_PORT": str(free_port()), "TIDYDESK_LOG_FORMAT": "json",
                "TIDYDESK_LOG_LEVEL": "warning",
-               "TIDYDESK_SMTP_RELAY": f"127.0.0.1:{controller.port}"}
-    minted = subprocess.run(  # = `tidydesk tokens create --scope admin`, for the agents
-        [sys.executable, "-m", "tidydesk.queue.tokens", "create", "--scope", "admin",
-         "--name", "chaos"], env=run.env, capture_output=True, text=True, check=True, timeout=60)
+               "TIDYDESK_SMTP_RELAY": f"127.0.0.1:{controller.port}",
+               "TIDYDESK_REPLICAS": "3" if cluster else "1"}
+    for _ in range(60):  # = `tidydesk tokens create --scope admin`, for the agents
+        minted = subprocess.run(  # (a cluster elects its JetStream leader first)
+            [sys.executable, "-m", "tidydesk.queue.tokens", "create", "--scope", "admin",
+             "--name", "chaos"], env=run.env, capture_output=True, text=True, timeout=60,
+            check=False)
+        if minted.returncode == 0:
+            break
+        time.sleep(1)
     run.env["TIDYDESK_API_TOKEN"] = minted.stdout.split()[-1]
     for name in SERVICES:
         run.start_service(name)
@@ -383,7 +412,10 @@ def chaos(mails: int = 10_000, connections: int = 8, faults: int = 14, seed: int
             except subprocess.TimeoutExpired:
                 proc.kill()
         controller.stop()
-        run.nats.kill()
+        if isinstance(run.nats, ClusterNats):
+            run.nats.stop()
+        else:
+            run.nats.kill()
         run.pg.stop()
     rows.insert(0, ("distinct mails offered (5% resent, 5% hostile bytes)",
                     len({mid for mid, _ in corpus})))
@@ -401,12 +433,17 @@ def main() -> None:
     parser.add_argument("--faults", type=int, default=14)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--max-seconds", type=float, default=1200.0)
+    parser.add_argument("--cluster", action="store_true", help="a 3-node JetStream cluster "
+                        "with R3 streams; the nats fault kills one node")
     args = parser.parse_args()
     quiet_logs()
     started = time.monotonic()
-    rows, run = chaos(args.mails, args.connections, args.faults, args.seed, args.max_seconds)
+    rows, run = chaos(args.mails, args.connections, args.faults, args.seed, args.max_seconds,
+                      args.cluster)
     print(f"# bench.chaos — {machine()}\n")
-    print(f"{args.mails} mails over {args.connections} SMTP connections, {args.faults} faults,"
+    where = "a 3-node cluster (R3)" if args.cluster else "one nats-server"
+    print(f"{args.mails} mails over {args.connections} SMTP connections to {where}, "
+          f"{args.faults} faults,"
           f" seed {args.seed}, {time.monotonic() - started:.0f} s; logs in {run.home}\n")
     print(table(("guarantee", "figure"), rows))
 

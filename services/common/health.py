@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 
 from tidydesk.common.embedded import port_in_use
 from tidydesk.common.settings import Settings
+from tidydesk.common.store import servers
 
 Check = Callable[[], Awaitable[str | None]]
 CHECK_TIMEOUT = 2.0  # seconds per check; a check that takes longer counts as failing
@@ -82,8 +83,8 @@ class Probe:
         while self.nc is None:
             with contextlib.suppress(Exception):
                 self.nc = await nats.connect(
-                    self.url, name=self.name, max_reconnect_attempts=-1, reconnect_time_wait=1,
-                    connect_timeout=2, allow_reconnect=True, error_cb=quiet,
+                    servers(self.url), name=self.name, max_reconnect_attempts=-1,
+                    reconnect_time_wait=1, connect_timeout=2, allow_reconnect=True, error_cb=quiet,
                     disconnected_cb=quiet, reconnected_cb=quiet, closed_cb=quiet)
             if self.nc is None:
                 await asyncio.sleep(1)

@@ -46,6 +46,11 @@ def digest_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
+def servers(url: str) -> list[str]:
+    """TIDYDESK_NATS_URL as a server list: a cluster's nodes are comma-separated."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
 async def connect(url: str, name: str) -> Client:
     """Connect, retrying at start and reconnecting forever afterwards."""
     async def on_error(exc: Exception) -> None:
@@ -61,7 +66,7 @@ async def connect(url: str, name: str) -> Client:
     while True:
         try:
             return await nats.connect(
-                [u.strip() for u in url.split(",") if u.strip()],  # a cluster: every node
+                servers(url),
                 name=name,
                 error_cb=on_error,
                 disconnected_cb=on_disconnect,

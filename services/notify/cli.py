@@ -17,6 +17,7 @@ from nats.js.errors import APIError, NotFoundError
 from tidydesk.common import parking
 from tidydesk.common.events import decode
 from tidydesk.common.settings import Settings, redact
+from tidydesk.common.store import servers
 from tidydesk.notify import subscriptions
 from tidydesk.notify.subscriptions import Subscription
 from tidydesk.notify.webhooks import (
@@ -196,7 +197,7 @@ def main(argv: list[str]) -> int:
         errors.append(exc)
 
     async def go() -> int:
-        nc = await nats.connect(settings.nats_url, name="tidydesk-webhooks",
+        nc = await nats.connect(servers(settings.nats_url), name="tidydesk-webhooks",
                                 connect_timeout=min(args.timeout, 5.0), allow_reconnect=False,
                                 max_reconnect_attempts=1, reconnect_time_wait=0.2,
                                 error_cb=remember)

@@ -12,6 +12,7 @@ import nats
 from nats.js.errors import APIError
 
 from tidydesk.common.settings import Settings, redact
+from tidydesk.common.store import servers
 from tidydesk.queue.auth import LIST_PREFIX, SCOPES, TokenStore
 
 
@@ -77,7 +78,7 @@ def main(argv: list[str]) -> int:
         pass
 
     async def go() -> int:
-        nc = await nats.connect(settings.nats_url, name="tidydesk-tokens",
+        nc = await nats.connect(servers(settings.nats_url), name="tidydesk-tokens",
                                 connect_timeout=min(args.timeout, 5.0), allow_reconnect=False,
                                 max_reconnect_attempts=0, error_cb=quiet)
         try:
