@@ -51,6 +51,8 @@ from tidydesk.common.store import close, connect
 from tidydesk.queue.projection import Projector
 
 SERVICES = ("ingest", "threading", "policy", "notify", "queue")
+# a mail is where it belongs: in a ticket, or recorded as an auto-reply that threads nowhere
+PLACED = "ticket_id IS NOT NULL OR threaded_by = 'auto'"
 FAULTS = (*SERVICES, "nats", "postgres")
 
 
@@ -173,7 +175,8 @@ class Run:
 
 
 def build_mail(i: int, rng: random.Random, sent: list[str]) -> tuple[str, bytes]:
-    """A mix: new requests, replies to earlier mails, thanks, resends and hostile bytes."""
+    """A mix: new requests, replies, thanks, unrelated questions sent as replies, out-of-office
+    answers, fresh chasers, exact resends and hostile bytes."""
     kind = rng.random()
     if kind < 0.05 and sent:  # exact resend of an earlier mail (MTA retry): deduped
         return sent[rng.randrange(len(sent))], b""
@@ -183,12 +186,25 @@ def build_mail(i: int, rng: random.Random, sent: list[str]) -> tuple[str, bytes]
     msg["To"] = "support@acme.example"
     msg["Date"] = formatdate(1_774_000_000 + i, localtime=False)
     msg["Message-ID"] = f"<{mid}>"
-    if kind < 0.35 and sent:
+    if kind < 0.40 and sent:
         parent = sent[rng.randrange(max(0, len(sent) - 200), len(sent))]
         msg["In-Reply-To"] = msg["References"] = f"<{parent}>"
         msg["Subject"] = f"Re: case {i}"
-        body = "Thank you, that solved it!" if kind < 0.15 else (
-            f"It still fails after the update, error code {i}. What should I try next?")
+        if kind < 0.15:
+            body = "Thank you, that solved it!"
+        elif kind < 0.30:
+            body = f"It still fails after the update, error code {i}. What should I try next?"
+        elif kind < 0.35:  # an unrelated question sent as a reply
+            body = f"Separate question: how do I add a second admin user to account {i}?"
+        else:  # an out-of-office answer, one in two without Auto-Submitted
+            body = ("I am out of the office until Monday with limited access to email. "
+                    "I will respond when I return.")
+            msg.replace_header("Subject", f"Out of office: case {i}")
+            if kind < 0.375:
+                msg["Auto-Submitted"] = "auto-replied"
+    elif kind < 0.45:  # a fresh chaser without thread headers
+        msg["Subject"] = f"Printer {i - 7} still broken"
+        body = f"Any update on printer {i - 7}? It still shows error E{(i - 7) % 13}."
     else:
         msg["Subject"] = f"Printer {i} does not print"
         body = f"Hello, printer {i} in room {i % 97} shows error E{i % 13}. Please help."
@@ -273,8 +289,8 @@ async def settle(pool: asyncpg.Pool, run: Run, deadline: Deadline) -> int:
                 end = (await js.stream_info(f"{run.ns.upper()}_EVENTS")).state.last_seq
                 done = await pool.fetchval("SELECT seq FROM checkpoints WHERE name = 'queue'")
                 placed = await pool.fetchval(
-                    "SELECT count(*) FROM messages WHERE message_id = ANY($1::text[]) AND "
-                    "ticket_id IS NOT NULL", list(run.answered))
+                    f"SELECT count(*) FROM messages WHERE message_id = ANY($1::text[]) AND "
+                    f"({PLACED})", list(run.answered))
                 stable = stable + 1 if done == end and placed == len(run.answered) else 0
                 if stable >= 10:  # nothing moved for 5 s with everything placed
                     return int(end)
@@ -292,6 +308,9 @@ async def check(run: Run, deadline: Deadline, sink: Sink) -> list[tuple[str, obj
         placed = int(await pool.fetchval(
             "SELECT count(*) FROM messages WHERE message_id = ANY($1::text[]) AND "
             "ticket_id IS NOT NULL", answered))
+        recorded = int(await pool.fetchval(
+            "SELECT count(*) FROM messages WHERE message_id = ANY($1::text[]) AND "
+            "ticket_id IS NULL AND threaded_by = 'auto'", answered))
         doubled = int(await pool.fetchval(
             "SELECT count(*) FROM (SELECT data->'data'->>'message_id' AS mid FROM events "
             "WHERE type = 'tidydesk.message.threaded' AND data->'data'->>'method' <> 'split' "
@@ -317,7 +336,8 @@ async def check(run: Run, deadline: Deadline, sink: Sink) -> list[tuple[str, obj
     return [
         ("mails answered 250 (distinct Message-IDs)", len(answered)),
         ("… in exactly one ticket", placed),
-        ("lost (answered, in no ticket)", len(answered) - placed),
+        ("… recorded without a ticket (auto-replies that thread nowhere)", recorded),
+        ("lost (answered, neither in a ticket nor recorded)", len(answered) - placed - recorded),
         ("duplicated (threaded into two tickets)", doubled),
         ("parked events", parked),
         ("projection == rebuild from the stream", live == rebuilt),

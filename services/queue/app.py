@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
 
-from tidydesk.common import db, parking
+from tidydesk.common import db, health, parking
 from tidydesk.common.runtime import open_bus
 from tidydesk.common.settings import Settings
 from tidydesk.common.store import JetStreamEventStore, KvIndex, RawStore, close
@@ -32,6 +33,26 @@ async def forever(what: str, run: Callable[[], Awaitable[object]]) -> None:
             await asyncio.sleep(1)
 
 
+def progressing(projector: Projector, stalled_after: float = 60.0) -> health.Check:
+    """Ready unless the projector is behind the stream and its checkpoint has not moved for
+    `stalled_after` seconds (a stuck projector must not look healthy)."""
+    seen = {"checkpoint": -1, "since": time.monotonic()}
+
+    async def check() -> str | None:
+        done = await projector.checkpoint()
+        end = (await projector.js.stream_info(projector.stream)).state.last_seq
+        now = time.monotonic()
+        if done != seen["checkpoint"] or done >= end:
+            seen["checkpoint"], seen["since"] = done, now
+            return None
+        if now - seen["since"] > stalled_after:
+            return (f"projection stalled at sequence {done} of {end} for "
+                    f"{now - seen['since']:.0f}s")
+        return None
+
+    return check
+
+
 async def run(settings: Settings) -> None:
     ns = settings.namespace
     pool = await db.connect(settings.database_url, ns)
@@ -48,6 +69,7 @@ async def run(settings: Settings) -> None:
     log.info("http_listening", host=settings.http_host, port=settings.http_port)
     try:
         projector = Projector(js, pool, ns)
+        health.register("projection", progressing(projector))
         await asyncio.gather(
             forever("projection", projector.run),
             forever("parked_retries", lambda: parking.serve_retries(

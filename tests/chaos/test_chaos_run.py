@@ -14,7 +14,7 @@ async def test_chaos_run_loses_duplicates_and_parks_nothing() -> None:
     print("\n".join(f"{k}: {v}" for k, v in rows))
     assert figures["mails answered 250 (distinct Message-IDs)"] == figures[
         "distinct mails offered (5% resent, 5% hostile bytes)"]
-    assert figures["lost (answered, in no ticket)"] == 0
+    assert figures["lost (answered, neither in a ticket nor recorded)"] == 0
     assert figures["duplicated (threaded into two tickets)"] == 0
     assert figures["parked events"] == 0
     assert figures["projection == rebuild from the stream"] is True

@@ -239,7 +239,9 @@ async def test_down_endpoint_delays_nothing_else_parks_and_is_retried(
             rows = await eventually(parked, within=40)
             assert {r.consumer for r in rows} == {durable_for(down.url), durable_for(gone.url)}
             assert {r.attempts for r in rows if r.consumer == durable_for(down.url)} == {3}
-            assert {r.attempts for r in rows if r.consumer == durable_for(gone.url)} == {1}
+            # a 410 parks at once, before the budget of 3 (a redelivery on a loaded machine
+            # may come first)
+            assert all(r.attempts < 3 for r in rows if r.consumer == durable_for(gone.url))
             assert all("410" in r.error for r in rows if r.consumer == durable_for(gone.url))
             # others' retries (3 tries x 6 events each) never re-post here; the healthy
             # endpoint's own at-least-once redelivery (a slow, loaded machine) may, rarely
