@@ -308,6 +308,11 @@ def link(ticket_id: str, mailbox: str) -> str:
     return f"{ticket_id}|{tenant(mailbox)}"
 
 
+def message_key(mailbox: str, message_id: str) -> str:
+    """Index key of a Message-ID within the mailbox's tenant (one mail, many tenants)."""
+    return f"m:{tenant(mailbox)}|{message_id}"
+
+
 def unlink(value: str) -> tuple[str, str]:
     """(ticket id, tenant) of an index value written by `link`."""
     ticket_id, _, owner = value.partition("|")

@@ -27,6 +27,7 @@ from tidydesk.common.store import (
     close,
     digest_key,
     link,
+    message_key,
 )
 from tidydesk.common.ticket import Ticket
 from tidydesk.policy.base import Decision, FollowUp, view
@@ -123,7 +124,7 @@ class PolicyService:
                 new_ticket, lambda t: [] if t.exists else [(opened, "opened"), (moved, "moved")]
             )
         # replies follow the new topic
-        await self.index.put(f"m:{m.message_id}", link(new_ticket, old.mailbox))
+        await self.index.put(message_key(old.mailbox, m.message_id), link(new_ticket, old.mailbox))
 
 
 async def run(settings: Settings) -> None:

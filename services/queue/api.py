@@ -42,6 +42,7 @@ from tidydesk.common.store import (
     RawStore,
     digest_key,
     link,
+    message_key,
     tenant,
 )
 from tidydesk.common.ticket import Ticket
@@ -501,7 +502,8 @@ async def reply(request: web.Request) -> web.Response:
 
     async def record() -> None:  # not cut short by a client that hangs up
         await request.app[STORE].decide(row["id"], decide)
-        await request.app[INDEX].put(f"m:{message_id}", link(row["id"], row["mailbox"]))
+        await request.app[INDEX].put(message_key(row["mailbox"], message_id),
+                                     link(row["id"], row["mailbox"]))
 
     await asyncio.shield(record())
     return _json(ReplyResult(message_id=message_id, reply_to=reply_to), 202,

@@ -129,21 +129,25 @@ async def apply(conn: Conn, seq: int, env: Envelope) -> None:
             await conn.execute("UPDATE tickets SET status = 'closed' WHERE id = $1", e.ticket_id)
         case MessageHeld() as e:  # in the ticket for an agent, not counted as its message
             await conn.execute(
-                "UPDATE messages SET ticket_id = $2, threaded_by = 'held' WHERE message_id = $1",
+                f"UPDATE messages SET ticket_id = $2, threaded_by = 'held' WHERE {_OF_TICKET}",
                 e.message_id, e.ticket_id,
             )
         case ConversationMoved() as e:  # its rows move with conversation.adopted on `into`
             await conn.execute("UPDATE tickets SET status = 'merged', message_count = 0 "
                                "WHERE id = $1", e.ticket_id)
         case ConversationAdopted() as e:
-            ids = [m.message_id for m in e.messages] + [h.message_id for h in e.held]
-            await conn.execute("UPDATE messages SET ticket_id = $2 WHERE message_id = ANY($1)",
-                               ids, e.ticket_id)
+            ids = [m.message_id for m in e.messages]
+            held = [h.message_id for h in e.held]  # some arrive held: the target's strangers
+            await conn.execute(  # the source ticket's rows, not another tenant's copies
+                "UPDATE messages SET ticket_id = $3, threaded_by = CASE WHEN message_id = "
+                "ANY($2::text[]) THEN 'held' ELSE threaded_by END "
+                "WHERE message_id = ANY($1::text[] || $2::text[]) AND ticket_id = $4",
+                ids, held, e.ticket_id, e.from_ticket)
             await conn.execute("UPDATE tickets SET message_count = message_count + $2 "
                                "WHERE id = $1", e.ticket_id, len(e.messages))
         case AutoRecorded() as e:  # no ticket: the row keeps ticket_id NULL
-            await conn.execute("UPDATE messages SET threaded_by = 'auto' WHERE message_id = $1",
-                               e.message_id)
+            await conn.execute("UPDATE messages SET threaded_by = 'auto' WHERE message_id = $1"
+                               " AND tenant = $2", e.message_id, tenant(e.mailbox))
             return
     ticket_id = env.data.ticket_id  # every remaining event belongs to a ticket
     await conn.execute("UPDATE tickets SET updated_at = $2 WHERE id = $1", ticket_id, t)

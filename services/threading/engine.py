@@ -38,7 +38,7 @@ from tidydesk.common.events import (
     ParticipantsSeen,
     TicketOpened,
 )
-from tidydesk.common.store import EventStore, Index, digest_key, link, tenant, unlink
+from tidydesk.common.store import EventStore, Index, digest_key, link, message_key, tenant, unlink
 from tidydesk.common.ticket import Ticket
 from tidydesk.policy.base import view
 from tidydesk.threading import similarity
@@ -70,14 +70,14 @@ def locate(msg: MessageReceived, known: Mapping[str, str]) -> tuple[str | None, 
     return None, "new"
 
 
-def auto_subject(message_id: str) -> str:
+def auto_subject(msg: MessageReceived) -> str:
     """The subject an unthreaded auto-reply is recorded on (no ticket behind it)."""
-    return "auto-" + digest_key(message_id)[:24]
+    return "auto-" + digest_key(tenant(msg.mailbox) + "\0" + msg.message_id)[:24]
 
 
 def new_ticket_id(msg: MessageReceived) -> str:
-    """Deterministic, so a redelivered message re-finds the ticket it opened."""
-    return digest_key(msg.message_id)[:24]
+    """Deterministic per tenant, so a redelivered message re-finds the ticket it opened."""
+    return digest_key(tenant(msg.mailbox) + "\0" + msg.message_id)[:24]
 
 
 async def shared_secret(index: Index) -> bytes:
@@ -141,6 +141,7 @@ class Verdict:
     reasons: list[str] = field(default_factory=list)
     related: str | None = None
     related_confidence: float = 0.0
+    vouched: set[str] = field(default_factory=set)  # senders of tickets an agent merged in
 
 
 class Threader:
@@ -157,7 +158,7 @@ class Threader:
         if self.options.use_headers:
             known = {}
             for mid in candidates(msg):
-                ticket = self._follow(await self.index.get(f"m:{mid}"), msg, v)
+                ticket = self._follow(await self._lookup(msg.mailbox, mid), msg, v)
                 if ticket:
                     known[mid] = ticket
             v.ticket_id, v.method = locate(msg, known)
@@ -169,8 +170,18 @@ class Threader:
         if v.ticket_id is None and self.options.content_join:
             await self._content(msg, at, v)
         if v.ticket_id is not None:
-            v.ticket_id = await self.live(v.ticket_id)
+            path = await self._path(v.ticket_id)
+            v.ticket_id = path[-1].ticket_id
+            for t in path[:-1]:  # an agent's merge makes the merged ticket's people known
+                if not t.moved:
+                    v.vouched |= t.customers() | t.agents
         return v
+
+    async def _lookup(self, mailbox: str, message_id: str) -> str | None:
+        """The index value of a Message-ID in this tenant; also the key before tenants
+        (`m:{id}`, still written for agent replies and splits), checked by `_follow`."""
+        value = await self.index.get(message_key(mailbox, message_id))
+        return value or await self.index.get(f"m:{message_id}")
 
     @staticmethod
     def _follow(value: str | None, msg: MessageReceived, v: Verdict) -> str | None:
@@ -192,7 +203,7 @@ class Threader:
         if not tid:
             return
         ticket = await self.store.load(await self.live(tid))
-        v.ticket_id, v.method = ticket.ticket_id, "subject-number"
+        v.ticket_id, v.method = tid, "subject-number"
         v.reasons.append(f"subject names #{ticket.number}")  # the sender is checked on write
 
     async def _content(self, msg: MessageReceived, at: datetime, v: Verdict) -> None:
@@ -235,7 +246,8 @@ class Threader:
 
     async def thread(self, msg: MessageReceived, at: datetime) -> Outcome | None:
         """Thread one message; None when it was threaded (held, recorded) before."""
-        own = self._follow(await self.index.get(f"m:{msg.message_id}"), msg, Verdict())
+        key = message_key(msg.mailbox, msg.message_id)
+        own = self._follow(await self._lookup(msg.mailbox, msg.message_id), msg, Verdict())
         if own:
             own = await self.live(own)
             if (await self.store.load(own)).has_message(msg.message_id):
@@ -246,12 +258,17 @@ class Threader:
         elif v.ticket_id is None and msg.auto:
             return await self._auto(msg, v)
         target = v.ticket_id or new_ticket_id(msg)
+        claimed = ""  # the ticket our claims of unknown ancestors name
         if (v.ticket_id is None or v.method == "out-of-order") and self.options.use_headers:
             # Claim the unknown ancestors: a sibling or parent threaded at the same moment
             # by another instance either sees our claim or we see theirs.
             for mid in candidates(msg):
                 mine = link(target, msg.mailbox)
-                holder = self._follow(await self.index.claim(f"m:{mid}", mine), msg, Verdict())
+                value = await self.index.claim(message_key(msg.mailbox, mid), mine)
+                if value == mine:
+                    claimed = claimed or target
+                    continue
+                holder = self._follow(value, msg, Verdict())
                 holder = holder and await self.live(holder)
                 if not holder or holder == target:
                     continue
@@ -263,10 +280,12 @@ class Threader:
                     target, v.ticket_id, v.method = holder, holder, "references"
                 break
         mine = link(target, msg.mailbox)
-        holder = self._follow(await self.index.claim(f"m:{msg.message_id}", mine), msg, Verdict())
+        holder = self._follow(await self.index.claim(key, mine), msg, Verdict())
         if holder and holder != target:  # a reply to this message claimed it meanwhile
             v = await self._resolve(msg, await self.live(holder), v)
             target = v.ticket_id or target
+        if claimed and claimed != target:  # claims for a ticket we did not open: forward it
+            await self.move(claimed, target, f"{msg.message_id} went to {target} instead")
         return await self._record(msg, target, v)
 
     async def _resolve(self, msg: MessageReceived, own: str, v: Verdict) -> Verdict:
@@ -289,7 +308,8 @@ class Threader:
                             f"({other.method}): merge candidate"]
         return out
 
-    def unverified(self, msg: MessageReceived, ticket: Ticket, method: str) -> str | None:
+    def unverified(self, msg: MessageReceived, ticket: Ticket, method: str,
+                   vouched: set[str] | frozenset[str] = frozenset()) -> str | None:
         """Why the sender may not join `ticket` by `method` unchecked, None if it may."""
         if method not in CHECKED or not ticket.exists:
             return None
@@ -299,25 +319,35 @@ class Threader:
         support.add(f"{local.split('+')[0]}@{domain}")
         if sender in support:
             return f"sent from the support address {sender}, not by a customer"
-        if sender in ticket.customers() or sender in ticket.agents:
+        if sender in ticket.customers() or sender in ticket.agents or sender in vouched:
             return None
         return (f"{sender} is neither the requester, a participant nor an agent of "
                 f"#{ticket.number}")
 
     async def live(self, ticket_id: str) -> str:
         """The ticket a (possibly merged or moved) ticket's conversation continues in."""
+        return (await self._path(ticket_id))[-1].ticket_id
+
+    async def _path(self, ticket_id: str) -> list[Ticket]:
+        """`ticket_id` and the tickets it was merged or moved into, the live one last."""
+        path = [await self.store.load(ticket_id)]
         for _ in range(MAX_HOPS):
-            ticket = await self.store.load(ticket_id)
+            ticket = path[-1]
             if ticket.merged_into is None:
                 break
             if ticket.moved:
                 await self._adopt(ticket)  # finish a move a crash interrupted
-            ticket_id = ticket.merged_into
-        return ticket_id
+            path.append(await self.store.load(ticket.merged_into))
+        return path
 
     async def move(self, source: str, into: str, reason: str) -> int:
         """Move every message of `source` into `into`: `conversation.moved` on the source
-        at its version, then `conversation.adopted` on the target at its version."""
+        at its version, then `conversation.adopted` on the target at its version.
+
+        The early replies (`source`) follow their ancestor's ticket (`into`). The first
+        instance to join a pair claims its direction (`mv:a|b`); every other instance
+        follows that claim, so two tickets never move into each other.
+        """
         def out(ticket: Ticket) -> list[tuple[Event, str]]:
             if ticket.merged_into is not None:
                 return []
@@ -325,16 +355,23 @@ class Threader:
             return [(ConversationMoved(ticket_id=ticket.ticket_id, into=into, message_ids=ids,
                                        reason=reason), f"moved:{into}")]
 
-        source, into = await self.live(source), await self.live(into)
-        if source == into:
-            return 0
-        if into > source:  # one order for every instance: two moves never form a cycle
-            source, into = into, source
-        await self.store.decide(source, out)
-        ticket = await self.store.load(source)
-        if ticket.moved:
-            await self._adopt(ticket)
-        return len(ticket.messages) + len(ticket.held)
+        for _ in range(MAX_HOPS):
+            source, into = await self.live(source), await self.live(into)
+            if source == into:
+                return 0
+            pair = "|".join(sorted((source, into)))
+            decided = await self.index.claim(f"mv:{pair}", f"{source}>{into}")
+            source, _, into = decided.partition(">")  # maybe the other way: already decided
+            if await self.live(into) == source:  # joined meanwhile (would be a cycle)
+                return 0
+            await self.store.decide(source, out)
+            ticket = await self.store.load(source)
+            if ticket.moved:
+                await self._adopt(ticket)
+            if ticket.merged_into == into:
+                return len(ticket.messages) + len(ticket.held)
+            # the source was merged or moved elsewhere meanwhile: join where it went
+        raise RuntimeError(f"tickets {source} and {into} keep moving")
 
     async def _adopt(self, source: Ticket) -> None:
         """Carry a moved ticket's messages into the live ticket it moved to (idempotent)."""
@@ -343,8 +380,11 @@ class Threader:
 
         def adopt(ticket: Ticket) -> list[tuple[Event, str]]:
             nonlocal onward
+            onward = ""
+            if source.ticket_id in ticket.adopted or source.ticket_id == target:
+                return []  # adopted already (and carried on with the target if it moved)
             onward = ticket.merged_into or ""
-            if onward or source.ticket_id in ticket.adopted or source.ticket_id == target:
+            if onward:
                 return []
             known = (ticket.customers() | ticket.agents) - ticket.support_addresses()
             ok = [m for m in source.messages if m.method == "reply.sent" or
@@ -365,7 +405,7 @@ class Threader:
                 break
             target = onward  # the target moved on itself: adopt into where it went
         for mid in (*(m.message_id for m in source.messages), *source.held):
-            await self.index.put(f"m:{mid}", link(target, source.mailbox))
+            await self.index.put(message_key(source.mailbox, mid), link(target, source.mailbox))
 
     async def _auto(self, msg: MessageReceived, v: Verdict) -> AutoRecorded | None:
         """An auto-reply that names no ticket: recorded on its own subject, no ticket."""
@@ -373,7 +413,7 @@ class Threader:
         event = AutoRecorded(message_id=msg.message_id, sender=msg.sender, mailbox=msg.mailbox,
                              auto=msg.auto, subject=msg.subject,
                              reasons=(*v.reasons, "auto-reply to nothing known: no ticket"))
-        subject = auto_subject(msg.message_id)
+        subject = auto_subject(msg)
         written = await self.store.decide(subject, lambda t: [] if t.has_message(
             msg.message_id) else [(event, msg.message_id)])
         return event if written else None
@@ -404,7 +444,7 @@ class Threader:
                                   message_id=msg.message_id)
             await self.index.put(f"n:{number}", link(target, msg.mailbox))
             await self._remember_open(msg.sender, target)
-        why = self.unverified(msg, ticket, v.method)
+        why = self.unverified(msg, ticket, v.method, v.vouched)
         threaded = MessageThreaded(
             ticket_id=target, message_id=msg.message_id, method=v.method,
             confidence=round(v.confidence, 3), sender=msg.sender, subject=msg.subject,

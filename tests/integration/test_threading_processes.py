@@ -12,6 +12,7 @@ from nats.aio.client import Client
 from tests.conftest import eventually, mail
 from tidydesk.common.store import JetStreamEventStore, KvIndex, RawStore, unlink
 from tidydesk.ingest.intake import Intake
+from tidydesk.threading.engine import message_key
 
 
 async def test_two_instances_thread_interleaved_conversations(nc: Client, nats_url: str,
@@ -43,7 +44,7 @@ async def test_two_instances_thread_interleaved_conversations(nc: Client, nats_u
         async def all_threaded() -> dict[str, str] | None:
             found = {}
             for _, mid, _ in mails:
-                value = await index.get(f"m:{mid}")
+                value = await index.get(message_key("support@acme.example", mid))
                 if value is None:
                     return None
                 found[mid] = unlink(value)[0]
