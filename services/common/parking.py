@@ -197,8 +197,8 @@ async def _run(nc: Client, ns: str, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
+    from tidydesk.common import clinats  # the CLI only: services import this module too
     from tidydesk.common.settings import Settings
-    from tidydesk.common.store import connect
 
     parser = argparse.ArgumentParser(prog="tidydesk parked",
                                      description="Events a consumer gave up on.")
@@ -210,22 +210,8 @@ def main(argv: list[str]) -> int:
                        ("drop", "delete the record (the event stays in the stream)")):
         sub.add_parser(name, help=text).add_argument("id", type=int, help="ID from list")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    if not settings.nats_url:
-        print("tidydesk: set TIDYDESK_NATS_URL (the one `tidydesk up` prints)", file=sys.stderr)
-        return 2
 
-    async def go() -> int:
-        nc = await asyncio.wait_for(connect(settings.nats_url, "tidydesk-parked"),
-                                    args.timeout)
-        try:
-            return await asyncio.wait_for(_run(nc, settings.namespace, args), args.timeout)
-        finally:
-            await nc.close()
+    async def body(nc: Client, settings: Settings) -> int:
+        return await _run(nc, settings.namespace, args)
 
-    try:
-        return asyncio.run(go())
-    except TimeoutError:
-        print(f"tidydesk: no answer within {args.timeout:g}s from {settings.nats_url} "
-              "(is the stack running? --timeout to wait longer)", file=sys.stderr)
-        return 1
+    return clinats.run("tidydesk-parked", args.timeout, body)

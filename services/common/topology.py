@@ -8,14 +8,13 @@ difference; `tidydesk streams apply --force` applies the file's settings over it
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
+from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
@@ -123,8 +122,8 @@ def topology_streams(ns: str, path: Path = TOPOLOGY) -> list[str]:
 
 def main(argv: list[str]) -> int:
     """`tidydesk streams apply [--check | --force]`."""
+    from tidydesk.common import clinats  # imports store, which imports this module
     from tidydesk.common.settings import Settings
-    from tidydesk.common.store import close, connect
 
     parser = argparse.ArgumentParser(prog="tidydesk streams", description=__doc__)
     sub = parser.add_subparsers(dest="action", required=True)
@@ -136,31 +135,23 @@ def main(argv: list[str]) -> int:
                       "settings")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    if not settings.nats_url:
-        print("tidydesk: set TIDYDESK_NATS_URL (the one `tidydesk up` prints)", file=sys.stderr)
-        return 2
 
-    async def go() -> list[Difference]:
-        nc = await connect(settings.nats_url, "tidydesk-streams")
-        try:
-            return await apply_topology(nc.jetstream(), settings.namespace,
-                                        replicas=settings.replicas, force=args.force,
-                                        check=args.check)
-        finally:
-            await close(nc)
+    async def body(nc: Client, settings: Settings) -> int:
+        diffs = await apply_topology(nc.jetstream(), settings.namespace,
+                                     replicas=settings.replicas, force=args.force,
+                                     check=args.check)
+        report(diffs, args.force)
+        return 1 if args.check and diffs else 0
 
-    try:
-        diffs = asyncio.run(asyncio.wait_for(go(), args.timeout))
-    except TimeoutError:
-        print(f"tidydesk: no answer from {settings.nats_url} within {args.timeout:g}s",
-              file=sys.stderr)
-        return 1
+    return clinats.run("tidydesk-streams", args.timeout, body)
+
+
+def report(diffs: list[Difference], forced: bool) -> None:
+    """What `tidydesk streams apply` prints."""
     for d in diffs:
-        verb = "updated" if args.force else "differs"
+        verb = "updated" if forced else "differs"
         print(f"{d.what}: {d.field} {verb}: {d.current!r} -> file {d.wanted!r}")
     if not diffs:
         print("topology matches services/common/jetstream.json")
-    elif not args.force:
+    elif not forced:
         print("kept as they are; --force applies the file's settings")
-    return 1 if args.check and diffs else 0

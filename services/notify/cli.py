@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 from collections.abc import Sequence
 
 import aiohttp
-import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import NotFoundError
 
-from tidydesk.common import parking
+from tidydesk.common import clinats, parking
 from tidydesk.common.events import decode
-from tidydesk.common.settings import Settings, redact
-from tidydesk.common.store import servers
+from tidydesk.common.settings import Settings
 from tidydesk.notify import subscriptions
 from tidydesk.notify.subscriptions import Subscription
 from tidydesk.notify.webhooks import (
@@ -185,42 +182,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    settings = Settings.from_env()
-    if not settings.nats_url:
-        print("tidydesk: set TIDYDESK_NATS_URL (the one `tidydesk up` prints)", file=sys.stderr)
-        return 2
-    where = redact("TIDYDESK_NATS_URL", settings.nats_url)
 
-    errors: list[Exception] = []
+    async def body(nc: Client, settings: Settings) -> int:
+        return await asyncio.wait_for(_run(nc, settings, args), args.timeout)
 
-    async def remember(exc: Exception) -> None:  # instead of nats-py's log lines
-        errors.append(exc)
-
-    async def go() -> int:
-        nc = await nats.connect(servers(settings.nats_url), name="tidydesk-webhooks",
-                                connect_timeout=min(args.timeout, 5.0), allow_reconnect=False,
-                                max_reconnect_attempts=1, reconnect_time_wait=0.2,
-                                error_cb=remember)
-        try:
-            return await asyncio.wait_for(_run(nc, settings, args), args.timeout)
-        finally:
-            with contextlib.suppress(Exception):
-                await nc.close()
-
-    try:
-        return asyncio.run(asyncio.wait_for(go(), args.timeout))
-    except ValueError as exc:  # a bad URL or event type
-        print(f"tidydesk: {exc}", file=sys.stderr)
-        return 2
-    except TimeoutError:
-        print(f"tidydesk: no answer within {args.timeout:g}s from NATS at {where} "
-              "(is the stack running? --timeout to wait longer)", file=sys.stderr)
-        return 1
-    except APIError as exc:
-        print(f"tidydesk: NATS at {where} refused: {exc}", file=sys.stderr)
-        return 1
-    except (OSError, nats.errors.Error) as exc:
-        why = errors[-1] if errors else exc
-        print(f"tidydesk: cannot reach NATS at {where}: {why or type(why).__name__}",
-              file=sys.stderr)
-        return 1
+    return clinats.run("tidydesk-webhooks", args.timeout, body, bad_input=2)

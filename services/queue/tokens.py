@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import sys
 from collections.abc import Sequence
 
-import nats
-from nats.js.errors import APIError
+from nats.aio.client import Client
 
-from tidydesk.common.settings import Settings, redact
-from tidydesk.common.store import servers
+from tidydesk.common import clinats
+from tidydesk.common.settings import Settings
 from tidydesk.queue.auth import LIST_PREFIX, SCOPES, TokenStore
 
 
@@ -68,42 +65,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    settings = Settings.from_env()
-    if not settings.nats_url:
-        print("tidydesk: set TIDYDESK_NATS_URL (the one `tidydesk up` prints)", file=sys.stderr)
-        return 2
-    where = redact("TIDYDESK_NATS_URL", settings.nats_url)
 
-    async def quiet(exc: Exception) -> None:
-        pass
+    async def body(nc: Client, settings: Settings) -> int:
+        return await _run(TokenStore(nc.jetstream(), settings.namespace), args)
 
-    async def go() -> int:
-        nc = await nats.connect(servers(settings.nats_url), name="tidydesk-tokens",
-                                connect_timeout=min(args.timeout, 5.0), allow_reconnect=False,
-                                max_reconnect_attempts=0, error_cb=quiet)
-        try:
-            return await _run(TokenStore(nc.jetstream(), settings.namespace), args)
-        finally:
-            with contextlib.suppress(Exception):
-                await nc.close()
-
-    try:
-        return asyncio.run(asyncio.wait_for(go(), args.timeout))
-    except ValueError as exc:  # a bad tenant, an unknown or ambiguous token
-        print(f"tidydesk: {exc}", file=sys.stderr)
-        return 1
-    except TimeoutError:
-        print(f"tidydesk: no answer within {args.timeout:g}s from NATS at {where} "
-              "(is the stack running? --timeout to wait longer)", file=sys.stderr)
-        return 1
-    except APIError as exc:
-        print(f"tidydesk: NATS at {where} refused: {exc}", file=sys.stderr)
-        return 1
-    except (OSError, nats.errors.Error) as exc:
-        print(f"tidydesk: cannot reach NATS at {where}: {exc or type(exc).__name__}",
-              file=sys.stderr)
-        return 1
-
+    return clinats.run("tidydesk-tokens", args.timeout, body)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
