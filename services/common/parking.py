@@ -34,6 +34,11 @@ class Permanent(Exception):
     at once instead of after the consumer's retry budget."""
 
 
+class Later(Exception):
+    """Raised by a handler that wants the event again after the consumer's next backoff
+    (not an error: e.g. the mail it answers has not arrived yet)."""
+
+
 class Parked(msgspec.Struct, frozen=True, kw_only=True):
     """One park record: which consumer gave up on which event, why, after how many tries."""
 

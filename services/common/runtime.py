@@ -124,6 +124,10 @@ async def _handle(js: JetStreamContext, ns: str, durable: str, handler: Handler,
     with structlog.contextvars.bound_contextvars(event_id=env.id, seq=seq):
         try:
             await asyncio.wait_for(handler(seq, env), HANDLER_TIMEOUT)
+        except parking.Later as later:
+            log.info("handler_later", consumer=durable, attempt=delivered, why=str(later))
+            await msg.nak(delay=policy.delay(delivered))
+            return
         except Exception as exc:
             stop_if_cancelled()
             log.exception("handler_failed", consumer=durable, attempt=delivered)

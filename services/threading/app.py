@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import structlog
 from nats.js import JetStreamContext
 
@@ -25,9 +26,13 @@ OUTCOMES: dict[type[Event], str] = {MessageThreaded: "message_threaded",
                                     AutoRecorded: "message_auto_recorded"}
 
 
+AUTO_WAIT = 60.0  # s: an out-of-office often arrives before the mail it answers
+
+
 def options(settings: Settings) -> Options:
-    return Options.parse(settings.subject_number, settings.thread_threshold,
-                         settings.thread_same_domain)
+    parsed = Options.parse(settings.subject_number, settings.thread_threshold,
+                           settings.thread_same_domain)
+    return msgspec.structs.replace(parsed, auto_wait=AUTO_WAIT)
 
 
 class ThreadingService:

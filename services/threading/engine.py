@@ -23,10 +23,11 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import msgspec
 
+from tidydesk.common import parking
 from tidydesk.common.events import (
     AutoRecorded,
     ConversationAdopted,
@@ -114,6 +115,7 @@ class Options(msgspec.Struct, frozen=True, kw_only=True):
     same_domain: bool = False  # also consider open tickets of the sender's organisation
     use_headers: bool = True  # False: measure the content heuristic alone
     content_join: bool = True  # False: headers only (the baseline content joining must beat)
+    auto_wait: float = 0.0  # s an auto-reply naming an unseen parent waits for it (service: 60)
 
     @classmethod
     def parse(cls, subject_number: str, thresholds: str, same_domain: bool) -> Options:
@@ -256,6 +258,9 @@ class Threader:
         if own:
             v = await self._resolve(msg, own, v)
         elif v.ticket_id is None and msg.auto:
+            age = (datetime.now(UTC) - (at if at.tzinfo else at.replace(tzinfo=UTC)))
+            if candidates(msg) and age.total_seconds() < self.options.auto_wait:
+                raise parking.Later("an auto-reply to a mail not seen yet: wait for it")
             return await self._auto(msg, v)
         target = v.ticket_id or new_ticket_id(msg)
         claimed = ""  # the ticket our claims of unknown ancestors name

@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tidydesk.common import parking
 from tidydesk.common.events import (
     AutoRecorded,
     MessageHeld,
@@ -328,3 +330,19 @@ def test_content_joining_never_worse_than_headers_on_real_archives() -> None:
             headers, content = res[(MODES[0][0], part)], res[(MODES[1][0], part)]
             assert content[2] >= headers[2], (name, part)
             assert content[3] <= allowed, (name, part)
+
+
+async def test_auto_reply_waits_for_the_mail_it_answers_then_joins_its_ticket() -> None:
+    t = threader(auto_wait=60.0)
+    ooo = MessageReceived(message_id="o2", digest="o2", mailbox="support@shop.example",
+                          sender="kim@example.com", subject="Out of office", in_reply_to=("o1",),
+                          reply="I am out of the office until Monday.", auto="Auto-Submitted")
+    now = datetime.now(UTC)
+    with pytest.raises(parking.Later):  # the parent may be a moment behind: ask again later
+        await t.thread(ooo, now)
+    first = await t.thread(msg("o1", subject="Printer broken", reply="Room 4 shows E13."), now)
+    joined = await t.thread(ooo, now)
+    assert isinstance(joined, MessageThreaded) and first and joined.ticket_id == first.ticket_id
+    late = msgspec.structs.replace(ooo, message_id="o3", in_reply_to=("never-seen",))
+    recorded = await t.thread(late, now - timedelta(seconds=61))  # waited long enough
+    assert isinstance(recorded, AutoRecorded) and recorded.ticket_id is None
