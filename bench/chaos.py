@@ -365,46 +365,46 @@ def chaos(mails: int = 10_000, connections: int = 8, faults: int = 14, seed: int
     sink = Sink()
     controller = Controller(sink, hostname="127.0.0.1", port=free_port())
     controller.start()
-    run.nats = ClusterNats(home) if cluster else Nats(home)
-    run.nats.start()
-    run.pg = EmbeddedPostgres(home)
-    run.database_url = run.pg.start()
-    smtp_port, http_port = free_port(), free_port()
-    run.env = {**os.environ, "TIDYDESK_NATS_URL": run.nats.url,
-               "TIDYDESK_DATABASE_URL": run.database_url, "TIDYDESK_NAMESPACE": run.ns,
-               "TIDYDESK_SMTP_PORT": str(smtp_port), "TIDYDESK_HTTP_PORT": str(http_port),
-               "TIDYDESK_HEALTH_PORT": str(free_port()), "TIDYDESK_LOG_FORMAT": "json",
-               "TIDYDESK_LOG_LEVEL": "warning",
-               "TIDYDESK_SMTP_RELAY": f"127.0.0.1:{controller.port}",
-               "TIDYDESK_REPLICAS": "3" if cluster else "1"}
-    for _ in range(60):  # = `tidydesk tokens create --scope admin`, for the agents
-        minted = subprocess.run(  # (a cluster elects its JetStream leader first)
-            [sys.executable, "-m", "tidydesk.queue.tokens", "create", "--scope", "admin",
-             "--name", "chaos"], env=run.env, capture_output=True, text=True, timeout=60,
-            check=False)
-        if minted.returncode == 0:
-            break
-        time.sleep(1)
-    run.env["TIDYDESK_API_TOKEN"] = minted.stdout.split()[-1]
-    for name in SERVICES:
-        run.start_service(name)
-    supervisor = threading.Thread(target=run.supervise, daemon=True)
-    supervisor.start()
-    sent: list[str] = []
-    corpus: list[tuple[str, bytes]] = []
-    by_id: dict[str, bytes] = {}
-    for i in range(mails):
-        mid, raw = build_mail(i, rng, sent)
-        raw = raw or by_id[mid]
-        by_id.setdefault(mid, raw)
-        sent.append(mid)
-        corpus.append((mid, raw))
-    shares = [corpus[k::connections] for k in range(connections)]
     done = threading.Event()
-    agent = threading.Thread(target=agents, args=(run, http_port, rng, done), daemon=True)
-    senders = [threading.Thread(target=send_all, args=(run, share, smtp_port, deadline))
-               for share in shares]
     try:
+        run.nats = ClusterNats(home) if cluster else Nats(home)
+        run.nats.start()
+        run.pg = EmbeddedPostgres(home)
+        run.database_url = run.pg.start()
+        smtp_port, http_port = free_port(), free_port()
+        run.env = {**os.environ, "TIDYDESK_NATS_URL": run.nats.url,
+                   "TIDYDESK_DATABASE_URL": run.database_url, "TIDYDESK_NAMESPACE": run.ns,
+                   "TIDYDESK_SMTP_PORT": str(smtp_port), "TIDYDESK_HTTP_PORT": str(http_port),
+                   "TIDYDESK_HEALTH_PORT": str(free_port()), "TIDYDESK_LOG_FORMAT": "json",
+                   "TIDYDESK_LOG_LEVEL": "warning",
+                   "TIDYDESK_SMTP_RELAY": f"127.0.0.1:{controller.port}",
+                   "TIDYDESK_REPLICAS": "3" if cluster else "1"}
+        for _ in range(60):  # = `tidydesk tokens create --scope admin`, for the agents
+            minted = subprocess.run(  # (a cluster elects its JetStream leader first)
+                [sys.executable, "-m", "tidydesk.queue.tokens", "create", "--scope", "admin",
+                 "--name", "chaos"], env=run.env, capture_output=True, text=True, timeout=60,
+                check=False)
+            if minted.returncode == 0:
+                break
+            time.sleep(1)
+        run.env["TIDYDESK_API_TOKEN"] = minted.stdout.split()[-1]
+        for name in SERVICES:
+            run.start_service(name)
+        supervisor = threading.Thread(target=run.supervise, daemon=True)
+        supervisor.start()
+        sent: list[str] = []
+        corpus: list[tuple[str, bytes]] = []
+        by_id: dict[str, bytes] = {}
+        for i in range(mails):
+            mid, raw = build_mail(i, rng, sent)
+            raw = raw or by_id[mid]
+            by_id.setdefault(mid, raw)
+            sent.append(mid)
+            corpus.append((mid, raw))
+        shares = [corpus[k::connections] for k in range(connections)]
+        agent = threading.Thread(target=agents, args=(run, http_port, rng, done), daemon=True)
+        senders = [threading.Thread(target=send_all, args=(run, share, smtp_port, deadline))
+                   for share in shares]
         agent.start()
         for t in senders:
             t.start()
@@ -434,9 +434,10 @@ def chaos(mails: int = 10_000, connections: int = 8, faults: int = 14, seed: int
         controller.stop()
         if isinstance(run.nats, ClusterNats):
             run.nats.stop()
-        else:
+        elif run.nats is not None:
             run.nats.kill()
-        run.pg.stop()
+        if run.pg is not None:
+            run.pg.stop()
     rows.insert(0, ("distinct mails offered (5% resent, 5% hostile bytes)",
                     len({mid for mid, _ in corpus})))
     rows.insert(2, ("faults injected", ", ".join(f"{k}×{n}" for k, n in sorted(
