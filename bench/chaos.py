@@ -375,7 +375,7 @@ def chaos(mails: int = 10_000, connections: int = 8, faults: int = 14, seed: int
         run.env = {**os.environ, "TIDYDESK_NATS_URL": run.nats.url,
                    "TIDYDESK_DATABASE_URL": run.database_url, "TIDYDESK_NAMESPACE": run.ns,
                    "TIDYDESK_SMTP_PORT": str(smtp_port), "TIDYDESK_HTTP_PORT": str(http_port),
-                   "TIDYDESK_HEALTH_PORT": str(free_port()), "TIDYDESK_LOG_FORMAT": "json",
+                   "TIDYDESK_HEALTH_PORT": "0", "TIDYDESK_LOG_FORMAT": "json",
                    "TIDYDESK_LOG_LEVEL": "warning",
                    "TIDYDESK_SMTP_RELAY": f"127.0.0.1:{controller.port}",
                    "TIDYDESK_REPLICAS": "3" if cluster else "1"}
