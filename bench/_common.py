@@ -109,7 +109,7 @@ async def drop_namespace(js: JetStreamContext, ns: str) -> None:
 
 def stream_config(ns: str) -> dict[str, object]:
     """The event stream's config from services/common/jetstream.json, filled in for `ns`."""
-    from tidydesk.common.store import TOPOLOGY, fill_namespace
+    from tidydesk.common.topology import TOPOLOGY, fill_namespace
 
     raw = json.loads(TOPOLOGY.read_text())["streams"][0]
     return {k: fill_namespace(v, ns) for k, v in raw.items()}

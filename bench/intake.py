@@ -40,14 +40,8 @@ from bench._common import (
     table,
 )
 from tidydesk.common.events import MessageReceived
-from tidydesk.common.store import (
-    JetStreamEventStore,
-    RawStore,
-    apply_topology,
-    close,
-    connect,
-    tenant,
-)
+from tidydesk.common.store import JetStreamEventStore, RawStore, close, connect, tenant
+from tidydesk.common.topology import apply_topology
 from tidydesk.ingest.intake import Intake
 from tidydesk.ingest.parse import intake_key, parse
 from tidydesk.ingest.smtp import serve

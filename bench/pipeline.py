@@ -42,7 +42,8 @@ from bench._common import (
 from tests.conftest import Stack
 from tidydesk.common import db
 from tidydesk.common.events import MessageReceived
-from tidydesk.common.store import apply_topology, close, connect
+from tidydesk.common.store import close, connect
+from tidydesk.common.topology import apply_topology
 from tidydesk.ingest.parse import parse
 from tidydesk.threading.engine import candidates, locate, new_ticket_id
 

@@ -38,7 +38,8 @@ from bench._common import (
 )
 from tidydesk.common.embedded import EmbeddedNats
 from tidydesk.common.events import Envelope, TicketOpened, encode, envelope
-from tidydesk.common.store import apply_topology, close, connect, digest_key
+from tidydesk.common.store import close, connect, digest_key
+from tidydesk.common.topology import apply_topology
 
 WINDOW = 2_000  # async publishes in flight
 SETTLE = 3.0  # seconds to let the server settle (GC, flushes) before reading RSS

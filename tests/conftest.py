@@ -18,7 +18,8 @@ from nats.aio.client import Client
 
 from tidydesk.common import db
 from tidydesk.common.embedded import EmbeddedNats, EmbeddedPostgres
-from tidydesk.common.store import apply_topology, connect, topology_streams
+from tidydesk.common.store import connect
+from tidydesk.common.topology import apply_topology, topology_streams
 
 T = TypeVar("T")
 # several copies of a service run at once in the tests: each takes a free health port

@@ -24,10 +24,6 @@ from nats.js.object_store import ObjectStore
 
 from tidydesk.common.events import Envelope, Event, decode, encode, envelope, source_for
 from tidydesk.common.ticket import Ticket, fold
-from tidydesk.common.topology import TOPOLOGY as TOPOLOGY  # re-exported: older imports
-from tidydesk.common.topology import apply_topology as apply_topology
-from tidydesk.common.topology import fill_namespace as fill_namespace
-from tidydesk.common.topology import topology_streams as topology_streams
 
 log = structlog.get_logger()
 STRUCTURED = "application/cloudevents+json"  # the CloudEvents NATS binding, structured mode

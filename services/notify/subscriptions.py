@@ -21,7 +21,7 @@ from yarl import URL
 
 from tidydesk.common.events import EVENT_TYPES
 from tidydesk.common.settings import Settings
-from tidydesk.common.store import TOPOLOGY, fill_namespace
+from tidydesk.common.topology import TOPOLOGY, fill_namespace
 
 INTAKE = frozenset({"message.received", "message.rejected"})  # not on {ns}.tickets.*
 TICKET_TYPES = frozenset(

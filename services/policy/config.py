@@ -16,7 +16,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from tidydesk.common.settings import Settings
-from tidydesk.common.store import apply_topology, close, connect
+from tidydesk.common.store import close, connect
+from tidydesk.common.topology import apply_topology
 from tidydesk.policy.registry import get_policy
 
 KEY = "policy"

@@ -16,7 +16,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from tidydesk.common.store import TOPOLOGY, fill_namespace
+from tidydesk.common.topology import TOPOLOGY, fill_namespace
 
 SCOPES = ("read", "write", "intake", "admin")  # admin grants every other scope
 PREFIX = "tdk_"

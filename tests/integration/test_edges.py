@@ -12,13 +12,8 @@ import pytest
 
 from tests.conftest import Stack, eventually, free_port, mail
 from tidydesk.common.embedded import EmbeddedNats
-from tidydesk.common.store import (
-    JetStreamEventStore,
-    RawStore,
-    apply_topology,
-    close,
-    connect,
-)
+from tidydesk.common.store import JetStreamEventStore, RawStore, close, connect
+from tidydesk.common.topology import apply_topology
 from tidydesk.ingest.intake import Intake
 from tidydesk.ingest.smtp import serve
 from tidydesk.queue.auth import TokenStore
