@@ -219,6 +219,52 @@ class AutoRecorded(Event, frozen=True, tag="message.auto_recorded"):
     reasons: tuple[str, ...] = ()
 
 
+# --- the helpdesk around the decisions (tidydesk.desk): tags, assignment, escalation, kudos ---
+
+class TicketTagged(Event, frozen=True, tag="ticket.tagged"):
+    """A tag was added, by a mailbox's tag rule (`rule`) or by an agent (`agent`)."""
+
+    ticket_id: str
+    tag: str
+    rule: str | None = None
+    agent: str = ""
+
+
+class TicketUntagged(Event, frozen=True, tag="ticket.untagged"):
+    ticket_id: str
+    tag: str
+    agent: str = ""
+
+
+class TicketAssigned(Event, frozen=True, tag="ticket.assigned"):
+    """The ticket is `agent`'s now; `by` says who decided: `agent:<name>`, `rota:<team>`,
+    `rule:<name>` or `escalation:<rule>`."""
+
+    ticket_id: str
+    agent: str
+    team: str | None = None
+    by: str = ""
+    reason: str = ""
+
+
+class TicketEscalated(Event, frozen=True, tag="ticket.escalated"):
+    """An escalation rule fired: the ticket goes to the team lead `lead`."""
+
+    ticket_id: str
+    rule: str
+    reason: str
+    lead: str
+
+
+class AgentThanked(Event, frozen=True, tag="agent.thanked"):
+    """An acknowledged thank-you (`message_id`) for the agent who solved the ticket: kudos,
+    never queue work."""
+
+    ticket_id: str
+    agent: str
+    message_id: str
+
+
 AnyEvent = (
     MessageReceived
     | MessageRejected
@@ -238,6 +284,11 @@ AnyEvent = (
     | ConversationMoved
     | ConversationAdopted
     | AutoRecorded
+    | TicketTagged
+    | TicketUntagged
+    | TicketAssigned
+    | TicketEscalated
+    | AgentThanked
 )
 EVENT_TYPES: tuple[type[Event], ...] = AnyEvent.__args__
 
