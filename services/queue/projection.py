@@ -18,6 +18,7 @@ from nats.js import JetStreamContext, api
 
 from tidydesk.common import db, parking
 from tidydesk.common.events import (
+    AgentThanked,
     AutoRecorded,
     ConversationAdopted,
     ConversationMoved,
@@ -29,19 +30,23 @@ from tidydesk.common.events import (
     MessageRejected,
     MessageThreaded,
     ReplySent,
+    TicketAssigned,
     TicketClosed,
+    TicketEscalated,
     TicketMerged,
     TicketOpened,
     TicketReopened,
     TicketSolved,
     TicketSplit,
+    TicketTagged,
+    TicketUntagged,
     decode,
 )
 from tidydesk.common.runtime import stop_if_cancelled
 from tidydesk.common.store import tenant
 
 log = structlog.get_logger()
-TABLES = ("tickets", "messages", "rejected", "events")
+TABLES = ("tickets", "messages", "rejected", "events", "ticket_tags")
 _json = msgspec.json.Encoder()
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 Batch = list[tuple[int, bytes]]
@@ -55,6 +60,17 @@ POISON_CLASSES = ("22", "23", "54")
 # is the row of the ticket's tenant (any row while the ticket is not projected)
 _OF_TICKET = ("message_id = $1 AND tenant = coalesce((SELECT lower(regexp_replace(mailbox,"
               " '^.*@', '')) FROM tickets WHERE id = $2), tenant)")
+
+
+def language(text: str) -> str:
+    """Rough language of a text by script: ko, ja, zh, else latin (or other: no letters)."""
+    if any("\uac00" <= c <= "\ud7a3" for c in text):
+        return "ko"
+    if any("\u3040" <= c <= "\u30ff" for c in text):
+        return "ja"
+    if any("\u4e00" <= c <= "\u9fff" for c in text):
+        return "zh"
+    return "latin" if any(c.isalpha() for c in text) else "other"
 
 
 class CheckpointMoved(Exception):
@@ -87,6 +103,10 @@ async def apply(conn: Conn, seq: int, env: Envelope) -> None:
                 " opened_at, updated_at) VALUES ($1,$2,'open',$3,$4,$5,$6,$7,$7)",
                 e.ticket_id, e.number, e.subject, e.requester, e.mailbox, e.split_from, t,
             )
+            opening = await conn.fetchval(f"SELECT reply FROM messages WHERE {_OF_TICKET}",
+                                          e.message_id, e.ticket_id)
+            await conn.execute("UPDATE tickets SET language = $2 WHERE id = $1", e.ticket_id,
+                               language(f"{e.subject}\n{opening or ''}"))
         case MessageThreaded() as e:
             await conn.execute(
                 f"UPDATE messages SET ticket_id = $2, threaded_by = $3 WHERE {_OF_TICKET}",
@@ -103,9 +123,11 @@ async def apply(conn: Conn, seq: int, env: Envelope) -> None:
                 e.message_id, e.ticket_id, verdict,
             )
             if isinstance(e, TicketReopened):
-                await conn.execute("UPDATE tickets SET status = 'open' WHERE id = $1", e.ticket_id)
+                await conn.execute("UPDATE tickets SET status = 'open', solved_at = NULL,"
+                                   " reopen_count = reopen_count + 1 WHERE id = $1", e.ticket_id)
         case TicketSolved() as e:
-            await conn.execute("UPDATE tickets SET status = 'solved' WHERE id = $1", e.ticket_id)
+            await conn.execute("UPDATE tickets SET status = 'solved', solved_at = $2"
+                               " WHERE id = $1", e.ticket_id, t)
         case ReplySent() as e:
             await conn.execute(
                 "INSERT INTO messages (tenant, message_id, digest, ticket_id, mailbox, sender,"
@@ -116,6 +138,9 @@ async def apply(conn: Conn, seq: int, env: Envelope) -> None:
             await conn.execute(
                 "UPDATE tickets SET message_count = message_count + 1 WHERE id = $1", e.ticket_id
             )
+            if not getattr(e, "auto", None):  # an out-of-hours notice is no first response
+                await conn.execute("UPDATE tickets SET first_response_at = coalesce("
+                                   "first_response_at, $2) WHERE id = $1", e.ticket_id, t)
         case TicketMerged() as e:
             moved = await conn.execute(
                 "UPDATE messages SET ticket_id = $2 WHERE ticket_id = $1", e.ticket_id, e.into
@@ -126,7 +151,23 @@ async def apply(conn: Conn, seq: int, env: Envelope) -> None:
             await conn.execute("UPDATE tickets SET message_count = message_count + $2, "
                                "updated_at = $3 WHERE id = $1", e.into, count, t)
         case TicketClosed() as e:
-            await conn.execute("UPDATE tickets SET status = 'closed' WHERE id = $1", e.ticket_id)
+            await conn.execute("UPDATE tickets SET status = 'closed', solved_at = coalesce("
+                               "solved_at, $2) WHERE id = $1", e.ticket_id, t)
+        case TicketTagged() as e:
+            await conn.execute(
+                "INSERT INTO ticket_tags VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING",
+                e.ticket_id, e.tag, e.rule, e.agent, t)
+        case TicketUntagged() as e:
+            await conn.execute("DELETE FROM ticket_tags WHERE ticket_id = $1 AND tag = $2",
+                               e.ticket_id, e.tag)
+        case TicketAssigned() as e:
+            await conn.execute("UPDATE tickets SET assignee = $2, team = $3 WHERE id = $1",
+                               e.ticket_id, e.agent, e.team)
+        case TicketEscalated() as e:
+            await conn.execute("UPDATE tickets SET escalated_to = $2 WHERE id = $1",
+                               e.ticket_id, e.lead)
+        case AgentThanked():  # kudos: counted from `events`, the ticket stays as it is
+            pass
         case MessageHeld() as e:  # in the ticket for an agent, not counted as its message
             await conn.execute(
                 f"UPDATE messages SET ticket_id = $2, threaded_by = 'held' WHERE {_OF_TICKET}",
