@@ -18,12 +18,15 @@ from tidydesk.common.events import (
     MessageThreaded,
     ParticipantsSeen,
     ReplySent,
+    TicketAssigned,
     TicketClosed,
     TicketMerged,
     TicketOpened,
     TicketReopened,
     TicketSolved,
     TicketSplit,
+    TicketTagged,
+    TicketUntagged,
 )
 
 
@@ -54,6 +57,8 @@ class Ticket(msgspec.Struct, kw_only=True):
     moved: bool = False  # merged_into by conversation.moved: `into` adopts the messages
     adopted: set[str] = msgspec.field(default_factory=set)  # tickets whose messages moved here
     recorded: set[str] = msgspec.field(default_factory=set)  # auto mail recorded here
+    tags: set[str] = msgspec.field(default_factory=set)
+    assignee: str | None = None
     version: int = 0
 
     @property
@@ -111,6 +116,12 @@ class Ticket(msgspec.Struct, kw_only=True):
                 self.seen.update(e.participants)
             case AutoRecorded() as e:
                 self.recorded.add(e.message_id)
+            case TicketTagged() as e:
+                self.tags.add(e.tag)
+            case TicketUntagged() as e:
+                self.tags.discard(e.tag)
+            case TicketAssigned() as e:
+                self.assignee = e.agent
         self.version = max(self.version, seq)
         self.updated_at = env.time
 
@@ -120,7 +131,8 @@ class Ticket(msgspec.Struct, kw_only=True):
             self, splits=list(self.splits), messages=list(self.messages),
             decided=set(self.decided), followups=dict(self.followups), held=dict(self.held),
             seen=set(self.seen), support=set(self.support), agents=set(self.agents),
-            adopted=set(self.adopted), recorded=set(self.recorded))
+            adopted=set(self.adopted), recorded=set(self.recorded),
+            tags=set(self.tags))
 
     @property
     def participants(self) -> set[str]:
