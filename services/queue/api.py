@@ -67,6 +67,7 @@ BODY_TIMEOUT = web.AppKey("body_timeout", float)
 OPS = web.AppKey("ops", dict)
 SPEC = web.AppKey("spec", bytes)
 PRINCIPAL = web.RequestKey("principal", Token)
+COOKIE = "tidydesk_token"  # the page's sign-in (tidydesk.queue.desk): a token, HttpOnly
 KEEPALIVE_TIMEOUT = 15.0  # s: also bounds how long a client may take to send its headers
 READ_TIMEOUT = 30.0  # s to receive a request body
 MAX_LIMIT = 1000
@@ -77,7 +78,8 @@ SIMPLE_TYPES = ("text/plain", "application/x-www-form-urlencoded", "multipart/fo
 ENVELOPE_ROOM = 2048  # bytes the CloudEvents envelope adds around an event
 TICKET_COLUMNS = (
     "id, number, status, subject, requester, mailbox, split_from, opened_at, updated_at,"
-    " message_count"
+    " message_count, assignee,"
+    " ARRAY(SELECT tag FROM ticket_tags WHERE ticket_id = tickets.id ORDER BY tag) AS tags"
 )
 
 
@@ -96,6 +98,8 @@ class TicketSummary(msgspec.Struct, kw_only=True):
     opened_at: datetime
     updated_at: datetime
     message_count: int
+    assignee: str | None = None
+    tags: list[str] = []
 
 
 class TicketPage(msgspec.Struct, kw_only=True):
@@ -364,6 +368,10 @@ async def list_tickets(request: web.Request) -> web.Response:
         where("lower(mailbox) = ?", q["mailbox"].lower())
     if "updated_since" in q:
         where("updated_at >= ?", _since(q["updated_since"]))
+    if "tag" in q:
+        where("id IN (SELECT ticket_id FROM ticket_tags WHERE tag = ?)", q["tag"].strip())
+    if "assignee" in q:
+        where("lower(assignee) = ?", q["assignee"].strip().lower())
     if own := _principal(request).tenant:
         where("lower(substring(mailbox from '[^@]*$')) = ?", own)
     if "cursor" in q:
@@ -597,6 +605,18 @@ def _bearer(request: web.Request) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
+def _cookie(request: web.Request) -> str:
+    """The page's sign-in cookie, for same-origin requests only: SameSite=Strict keeps it off
+    cross-site ones already, and a POST or DELETE must name this very origin as well."""
+    token = request.cookies.get(COOKIE, "")
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        return ""
+    if request.method not in ("GET", "HEAD") and (
+            URL(request.headers.get("Origin", "")).raw_authority or "") != request.host.lower():
+        return ""
+    return token
+
+
 def _unauthorized(detail: str, error: str = "") -> ProblemError:
     challenge = 'Bearer realm="tidydesk"' + (f', error="{error}"' if error else "")
     return ProblemError(401, detail, {"WWW-Authenticate": challenge})
@@ -635,7 +655,7 @@ async def guard(request: web.Request,
             raise bad(f"query parameter {name!r} must be given once, without NUL bytes")
     if op.scope is None:
         return await handler(request)
-    token = _bearer(request)
+    token = _bearer(request) or _cookie(request)
     if not token:
         raise _unauthorized("send Authorization: Bearer <token> (tidydesk tokens create)")
     principal = await request.app[TOKENS].find(token)
@@ -691,6 +711,8 @@ ROUTES: list[Op] = [
         _p("mailbox", {"type": "string"}, "receiving mailbox"),
         _p("updated_since", {"type": "string", "format": "date-time"},
            "only tickets updated at or after this RFC 3339 time"),
+        _p("tag", {"type": "string"}, "only tickets with this tag"),
+        _p("assignee", {"type": "string"}, "only tickets assigned to this agent"),
         _p("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
            "page size (default 100)"),
         _p("cursor", {"type": "string"}, "`cursor` of the previous page"),
@@ -734,9 +756,12 @@ def build(pool: asyncpg.Pool, store: JetStreamEventStore, raw: RawStore, intake:
     app[SECRET], app[INDEX] = secret, index
     app[TOKENS] = tokens or TokenStore(store.js, store.ns)
     app[HOSTS], app[BODY_TIMEOUT] = hosts, body_timeout
-    app[OPS] = {(op.method, op.path): op for op in ROUTES}
-    app[SPEC] = msgspec.json.encode(document(ROUTES, "tidydesk", "1"))
-    for op in ROUTES:
+    from tidydesk.queue import desk  # here, not at the top: desk imports this module
+
+    routes = [*ROUTES, *desk.ROUTES]
+    app[OPS] = {(op.method, op.path): op for op in routes}
+    app[SPEC] = msgspec.json.encode(document(routes, "tidydesk", "1"))
+    for op in routes:
         app.router.add_route(op.method, op.path, op.handler)
     return app
 
