@@ -147,6 +147,44 @@ class TicketMerged(Event, frozen=True, tag="ticket.merged"):
     agent: str = ""
 
 
+class MergeAccepted(Event, frozen=True, tag="ticket.merge_accepted"):
+    """This (unmerged) ticket agreed to take `from_ticket` in; the merge happens when
+    `ticket.merged` lands on `from_ticket` at `source_version` (else this stays unused)."""
+
+    ticket_id: str
+    from_ticket: str
+    source_version: int
+    agent: str = ""
+
+
+class TicketUnmerged(Event, frozen=True, tag="ticket.unmerged"):
+    """An agent undid this ticket's merge into `from_ticket`: its own messages (`message_ids`)
+    come back and it takes `status` again."""
+
+    ticket_id: str
+    from_ticket: str
+    status: str
+    message_ids: tuple[str, ...] = ()
+    agent: str = ""
+
+
+class HeldAccepted(Event, frozen=True, tag="held.accepted"):
+    """An agent let a held message into the conversation; `message.threaded` follows."""
+
+    ticket_id: str
+    message_id: str
+    agent: str = ""
+
+
+class HeldMoved(Event, frozen=True, tag="held.moved"):
+    """An agent sent a held message to `into` (another ticket, or one opened for it)."""
+
+    ticket_id: str
+    message_id: str
+    into: str
+    agent: str = ""
+
+
 class TicketSolved(Event, frozen=True, tag="ticket.solved"):
     ticket_id: str
     agent: str = ""
@@ -277,6 +315,10 @@ AnyEvent = (
     | DecisionShadowed
     | ReplySent
     | TicketMerged
+    | MergeAccepted
+    | TicketUnmerged
+    | HeldAccepted
+    | HeldMoved
     | TicketSolved
     | TicketClosed
     | MessageHeld

@@ -14,6 +14,8 @@ from tidydesk.common.events import (
     Envelope,
     FollowupAcknowledged,
     FollowupRecorded,
+    HeldAccepted,
+    HeldMoved,
     MessageHeld,
     MessageThreaded,
     ParticipantsSeen,
@@ -26,6 +28,7 @@ from tidydesk.common.events import (
     TicketSolved,
     TicketSplit,
     TicketTagged,
+    TicketUnmerged,
     TicketUntagged,
 )
 
@@ -45,6 +48,7 @@ class Ticket(msgspec.Struct, kw_only=True):
     solved_by: str | None = None
     split_from: str | None = None
     merged_into: str | None = None
+    premerge: str = ""  # the status an agent's merge ended, given back by an unmerge
     splits: list[str] = msgspec.field(default_factory=list)
     messages: list[MessageThreaded] = msgspec.field(default_factory=list)
     decided: set[str] = msgspec.field(default_factory=set)  # message ids a policy ruled on
@@ -99,7 +103,11 @@ class Ticket(msgspec.Struct, kw_only=True):
                     ticket_id=e.ticket_id, message_id=e.message_id, method="reply.sent",
                     sender=e.sender, subject=e.subject, reply=e.text))
             case TicketMerged() as e:
-                self.status, self.merged_into = "merged", e.into
+                self.premerge, self.status, self.merged_into = self.status, "merged", e.into
+            case TicketUnmerged() as e:
+                self.status, self.merged_into, self.premerge = e.status, None, ""
+            case HeldAccepted() | HeldMoved() as e:  # message.threaded follows where it went
+                self.held.pop(e.message_id, None)
             case TicketClosed():
                 self.status = "closed"
                 self.solved_at = self.solved_at or env.time

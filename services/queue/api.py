@@ -15,6 +15,7 @@ import asyncio
 import base64
 import binascii
 import json
+import random
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -29,14 +30,17 @@ from yarl import URL
 
 from tidydesk.common.events import (
     Event,
+    MergeAccepted,
     MessageRejected,
     ReplySent,
     TicketClosed,
     TicketMerged,
     TicketSolved,
+    TicketUnmerged,
 )
 from tidydesk.common.settings import Settings
 from tidydesk.common.store import (
+    Conflict,
     JetStreamEventStore,
     KvIndex,
     RawStore,
@@ -52,7 +56,7 @@ from tidydesk.ingest.providers import _Postmark, postmark_to_mime
 from tidydesk.queue.auth import Token, TokenStore
 from tidydesk.queue.openapi import Op, Param, docs_page, document
 from tidydesk.queue.problems import ProblemError, problems
-from tidydesk.threading.engine import reply_address
+from tidydesk.threading.engine import Threader, reply_address
 
 log = structlog.get_logger()
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -157,6 +161,35 @@ class StatusBody(msgspec.Struct, forbid_unknown_fields=True):
 class MergeBody(msgspec.Struct, forbid_unknown_fields=True):
     into: str
     agent: str = ""
+
+
+class MoveBody(msgspec.Struct, forbid_unknown_fields=True):
+    """Where a held message goes: `into` a ticket (id or number), or `new` for its own."""
+
+    into: str = ""
+    new: bool = False
+    agent: str = ""
+
+
+class HeldMessage(msgspec.Struct, kw_only=True):
+    """A message kept aside for an agent: it named the ticket, its sender is not known."""
+
+    message_id: str
+    sender: str
+    subject: str
+    reply: str
+    method: str
+    reason: str
+
+
+class HeldList(msgspec.Struct, kw_only=True):
+    held: list[HeldMessage]
+
+
+class HeldResult(msgspec.Struct, kw_only=True):
+    message_id: str
+    ticket: str  # the ticket it is in now
+    changed: bool
 
 
 class ReplyBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -456,24 +489,149 @@ async def close(request: web.Request) -> web.Response:
     return await _status_command(request, "closed")
 
 
+MERGE_ATTEMPTS = 30
+
+
 async def merge(request: web.Request) -> web.Response:
     """Merge this ticket into another (e.g. a `related` suggestion an agent accepts)."""
     row = await _ticket_row(request)
     cmd = await _command(request, MergeBody)
     accepted, _ = _if_match(request), _idempotency_key(request)
     into = await _find(request, cmd.into)
-    if into["id"] == row["id"] or into["status"] == "merged":
-        raise bad("a ticket merges into another, unmerged ticket")
+    if into["id"] == row["id"]:
+        raise bad("a ticket merges into another ticket, not into itself")
+    if tenant(into["mailbox"]) != tenant(row["mailbox"]):
+        raise bad("tickets of different tenants never merge")
+    changed = await asyncio.shield(
+        _merge(request.app[STORE], row["id"], into["id"], cmd.agent, accepted))
+    return _json(MergeResult(id=row["id"], into=into["id"], changed=changed), 202,
+                 await _version(request, row["id"]))
+
+
+async def _merge(store: JetStreamEventStore, source_id: str, target_id: str, agent: str,
+                 accepted: set[int] | None) -> bool:
+    """Merge on the event store, both tickets at the versions read: `ticket.merge_accepted`
+    on the target while it is unmerged, then `ticket.merged` on the source at the version
+    read before that. A ticket changes between its read and its merge only by a conflict,
+    so of merges that would close a loop (A->B, B->A; A->B->C->A) one always fails and
+    tries again, and then finds the loop (409). False if it was merged so already."""
+    for attempt in range(MERGE_ATTEMPTS):
+        source = await store.load(source_id)
+        if source.merged_into == target_id:
+            return False
+        if source.merged_into is not None:
+            raise ProblemError(409, f"ticket {source_id} is merged into {source.merged_into}"
+                               " already (unmerge it first)")
+        _check_version(source, accepted)
+        target, path = await store.load(target_id), [target_id]
+        while target.merged_into is not None and len(path) < 10:
+            path.append(target.merged_into)
+            target = await store.load(target.merged_into)
+        if len(path) > 1:
+            loop = " (merging would make a loop)" if source_id in path else ""
+            raise ProblemError(409, f"ticket {target_id} is merged: {' -> '.join(path)}"
+                               f"{loop}; merge into an unmerged ticket")
+        try:
+            await store.append(target_id, [(MergeAccepted(
+                ticket_id=target_id, from_ticket=source_id, source_version=source.version,
+                agent=agent), f"accept:{source_id}@{source.version}")], target.version)
+            await store.append(source_id, [(TicketMerged(
+                ticket_id=source_id, into=target_id, agent=agent),
+                f"merge:{target_id}@{source.version}")], source.version)
+        except Conflict:  # someone wrote first: look again, after a jitter that ends ties
+            log.info("merge_conflict_retry", ticket_id=source_id, into=target_id)
+            await asyncio.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 6)))
+            continue
+        return True
+    raise ProblemError(409, f"tickets {source_id} and {target_id} kept changing; try again")
+
+
+async def unmerge(request: web.Request) -> web.Response:
+    """Undo an agent's merge: the ticket takes its own messages and its status back."""
+    row = await _ticket_row(request)
+    cmd = await _command(request, StatusBody)
+    accepted, _ = _if_match(request), _idempotency_key(request)  # idempotent by state
 
     def decide(ticket: Ticket) -> list[tuple[Event, str]]:
-        if ticket.merged_into:
+        if ticket.merged_into is None:
             return []
+        if ticket.moved:
+            raise ProblemError(409, "this ticket's conversation was moved by threading (its "
+                               "replies arrived first), not merged by an agent")
         _check_version(ticket, accepted)
-        return [(TicketMerged(ticket_id=ticket.ticket_id, into=into["id"], agent=cmd.agent),
-                 f"merge:{into['id']}")]
+        ids = (*(m.message_id for m in ticket.messages), *ticket.held)
+        return [(TicketUnmerged(ticket_id=ticket.ticket_id, from_ticket=ticket.merged_into,
+                                status=ticket.premerge or "open", message_ids=ids,
+                                agent=cmd.agent), f"unmerge@{ticket.version}")]
 
     events = await asyncio.shield(request.app[STORE].decide(row["id"], decide))
-    return _json(MergeResult(id=row["id"], into=into["id"], changed=bool(events)), 202,
+    status = (await request.app[STORE].load(row["id"])).status
+    return _json(StatusResult(id=row["id"], status=status, changed=bool(events)), 202,
+                 await _version(request, row["id"]))
+
+
+def _held_id(request: web.Request) -> str:
+    message_id = request.match_info["message_id"]
+    if len(message_id) > 998 or not message_id.isprintable():
+        raise bad("malformed message id")
+    return message_id
+
+
+async def list_held(request: web.Request) -> web.Response:
+    row = await _ticket_row(request)
+    ticket = await request.app[STORE].load(row["id"])
+    return _json(HeldList(held=[HeldMessage(
+        message_id=h.message_id, sender=h.sender, subject=h.subject, reply=h.reply,
+        method=h.method, reason=h.reason) for h in ticket.held.values()]))
+
+
+async def accept_held(request: web.Request) -> web.Response:
+    """The held message joins the conversation; its sender becomes a participant."""
+    row = await _ticket_row(request)
+    message_id = _held_id(request)
+    cmd = await _command(request, StatusBody)
+    accepted, _ = _if_match(request), _idempotency_key(request)
+    store = request.app[STORE]
+    ticket = await store.load(row["id"])
+    if message_id not in ticket.held:
+        if any(m.message_id == message_id for m in ticket.messages):  # accepted already
+            return _json(HeldResult(message_id=message_id, ticket=row["id"], changed=False),
+                         202, await _version(request, row["id"]))
+        raise _not_found(f"held message {message_id!r} on this ticket")
+    _check_version(ticket, accepted)
+    changed = await asyncio.shield(Threader(store, request.app[INDEX]).accept_held(
+        row["id"], message_id, cmd.agent))
+    return _json(HeldResult(message_id=message_id, ticket=row["id"], changed=changed), 202,
+                 await _version(request, row["id"]))
+
+
+async def move_held(request: web.Request) -> web.Response:
+    """The held message goes to another ticket of the tenant, or opens one of its own."""
+    row = await _ticket_row(request)
+    message_id = _held_id(request)
+    cmd = await _command(request, MoveBody)
+    accepted, _ = _if_match(request), _idempotency_key(request)
+    if cmd.new == bool(cmd.into):
+        raise bad('give either "into" (a ticket id or number) or "new": true')
+    into = None
+    if cmd.into:
+        target = await _find(request, cmd.into)
+        if tenant(target["mailbox"]) != tenant(row["mailbox"]):
+            raise bad("a held message moves only to a ticket of its own tenant")
+        into = str(target["id"])
+    store = request.app[STORE]
+    ticket = await store.load(row["id"])
+    if message_id not in ticket.held:
+        raise _not_found(f"held message {message_id!r} on this ticket")
+    _check_version(ticket, accepted)
+    try:
+        went = await asyncio.shield(Threader(store, request.app[INDEX]).move_held(
+            row["id"], message_id, into, cmd.agent))
+    except ValueError as exc:
+        raise ProblemError(409, str(exc)) from None
+    if went is None:
+        raise _not_found(f"held message {message_id!r} on this ticket")
+    return _json(HeldResult(message_id=message_id, ticket=went, changed=True), 202,
                  await _version(request, row["id"]))
 
 
@@ -695,6 +853,8 @@ IDEM = _p("Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 200
           "a retry with the same key has the effect once", "header")
 MAILBOX_Q = _p("mailbox", {"type": "string", "maxLength": 320},
                "the receiving mailbox (else To); required for a tenant's token")
+HELD_PATH = _p("message_id", {"type": "string", "minLength": 1, "maxLength": 998},
+              "Message-ID of the held message, without <>", "path")
 ETAG = _p("ETag", {"type": "string"}, "the ticket's event version", "header")
 ROUTES: list[Op] = [
     Op("GET", "/healthz", health, "the API answers and PostgreSQL too", None,
@@ -730,7 +890,20 @@ ROUTES: list[Op] = [
        response_headers=(ETAG,), errors=(404, 412)),
     Op("POST", "/tickets/{id}/merge", merge, "merge into another ticket (idempotent)", "write",
        (TICKET_PATH, IF_MATCH, IDEM), MergeBody, ok=202, response=MergeResult,
+       response_headers=(ETAG,), errors=(404, 409, 412)),
+    Op("POST", "/tickets/{id}/unmerge", unmerge, "undo a merge (idempotent)", "write",
+       (TICKET_PATH, IF_MATCH, IDEM), StatusBody, ok=202, response=StatusResult,
+       response_headers=(ETAG,), errors=(404, 409, 412)),
+    Op("GET", "/tickets/{id}/held", list_held, "messages held for an agent", "read",
+       (TICKET_PATH,), response=HeldList, errors=(404,)),
+    Op("POST", "/tickets/{id}/held/{message_id}/accept", accept_held,
+       "let a held message into the conversation", "write",
+       (TICKET_PATH, HELD_PATH, IF_MATCH, IDEM), StatusBody, ok=202, response=HeldResult,
        response_headers=(ETAG,), errors=(404, 412)),
+    Op("POST", "/tickets/{id}/held/{message_id}/move", move_held,
+       "move a held message to another ticket or a new one", "write",
+       (TICKET_PATH, HELD_PATH, IF_MATCH, IDEM), MoveBody, ok=202, response=HeldResult,
+       response_headers=(ETAG,), errors=(404, 409, 412)),
     Op("POST", "/tickets/{id}/reply", reply, "answer the requester by mail", "write",
        (TICKET_PATH, IF_MATCH, IDEM), ReplyBody, ok=202, response=ReplyResult,
        response_headers=(ETAG,), errors=(404, 412)),

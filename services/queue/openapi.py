@@ -23,6 +23,7 @@ ERROR_TEXT = {
     403: "the token lacks the scope (or tenant) this needs, or a cross-site browser request",
     404: "no such ticket or message, or one of another tenant (indistinguishable)",
     408: "the request body did not arrive in time",
+    409: "the change conflicts with the tickets' state (e.g. a merge into a merged ticket)",
     412: "If-Match names another version than the ticket's current one",
     413: "the request body or the event it makes is too large",
     421: "the Host header is not one this server answers for",

@@ -40,6 +40,7 @@ from tidydesk.common.events import (
     TicketSolved,
     TicketSplit,
     TicketTagged,
+    TicketUnmerged,
     TicketUntagged,
     decode,
 )
@@ -72,6 +73,20 @@ def language(text: str) -> str:
     if any("\u4e00" <= c <= "\u9fff" for c in text):
         return "zh"
     return "latin" if any(c.isalpha() for c in text) else "other"
+
+
+async def _live(conn: Conn, ticket_id: str) -> str:
+    """The ticket a merged ticket's rows went to: the end of its merge chain as projected."""
+    for _ in range(10):  # MAX_HOPS of the threading engine
+        into = await conn.fetchval(
+            "SELECT data->'data'->>'into' FROM events WHERE ticket_id = $1 AND type = ANY("
+            "'{tidydesk.ticket.merged,tidydesk.conversation.moved}'::text[]) AND EXISTS (SELECT 1"
+            " FROM tickets WHERE id = $1 AND status = 'merged') ORDER BY seq DESC LIMIT 1",
+            ticket_id)
+        if not into or into == ticket_id:
+            break
+        ticket_id = into
+    return str(ticket_id)
 
 
 class CheckpointMoved(Exception):
@@ -145,15 +160,30 @@ async def apply(conn: Conn, seq: int, env: Envelope, tail: Tail | None = None) -
             if not getattr(e, "auto", None):  # an out-of-hours notice is no first response
                 await conn.execute("UPDATE tickets SET first_response_at = coalesce("
                                    "first_response_at, $2) WHERE id = $1", e.ticket_id, t)
-        case TicketMerged() as e:
-            moved = await conn.execute(
-                "UPDATE messages SET ticket_id = $2 WHERE ticket_id = $1", e.ticket_id, e.into
-            )
-            count = int(moved.split()[-1])
+        case TicketMerged() as e:  # into the live end: `into` may have merged on meanwhile
+            into = await _live(conn, e.into)
+            moved = await conn.fetch(
+                "UPDATE messages SET ticket_id = $2 WHERE ticket_id = $1 RETURNING threaded_by",
+                e.ticket_id, into)
+            count = sum(r["threaded_by"] != "held" for r in moved)
             await conn.execute("UPDATE tickets SET status = 'merged', message_count = 0 "
                                "WHERE id = $1", e.ticket_id)
             await conn.execute("UPDATE tickets SET message_count = message_count + $2, "
-                               "updated_at = $3 WHERE id = $1", e.into, count, t)
+                               "updated_at = $3 WHERE id = $1", into, count, t)
+        case TicketUnmerged() as e:  # its own rows come back from wherever they went
+            back = await conn.fetch(
+                "UPDATE messages m SET ticket_id = $1 FROM messages o"
+                " WHERE o.tenant = m.tenant AND o.message_id = m.message_id"
+                " AND m.message_id = ANY($2::text[]) AND o.ticket_id IS DISTINCT FROM $1"
+                " AND m.tenant = (SELECT lower(regexp_replace(mailbox, '^.*@', ''))"
+                " FROM tickets WHERE id = $1) RETURNING o.ticket_id AS was, m.threaded_by",
+                e.ticket_id, list(e.message_ids))
+            counted = [r["was"] for r in back if r["threaded_by"] != "held"]
+            for was in set(counted):
+                await conn.execute("UPDATE tickets SET message_count = message_count - $2 "
+                                   "WHERE id = $1", was, counted.count(was))
+            await conn.execute("UPDATE tickets SET status = $2, message_count = message_count"
+                               " + $3 WHERE id = $1", e.ticket_id, e.status, len(counted))
         case TicketClosed() as e:
             await conn.execute("UPDATE tickets SET status = 'closed', solved_at = coalesce("
                                "solved_at, $2) WHERE id = $1", e.ticket_id, t)

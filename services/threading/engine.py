@@ -33,6 +33,8 @@ from tidydesk.common.events import (
     ConversationAdopted,
     ConversationMoved,
     Event,
+    HeldAccepted,
+    HeldMoved,
     MessageHeld,
     MessageReceived,
     MessageThreaded,
@@ -79,6 +81,14 @@ def auto_subject(msg: MessageReceived) -> str:
 def new_ticket_id(msg: MessageReceived) -> str:
     """Deterministic per tenant, so a redelivered message re-finds the ticket it opened."""
     return digest_key(tenant(msg.mailbox) + "\0" + msg.message_id)[:24]
+
+
+def _unheld(held: MessageHeld, ticket_id: str, method: str, why: str) -> MessageThreaded:
+    """The `message.threaded` of a held message an agent let into `ticket_id`."""
+    fields = msgspec.structs.asdict(held)
+    del fields["reason"]
+    fields.update(ticket_id=ticket_id, method=method, reasons=(*held.reasons, why))
+    return MessageThreaded(**fields)
 
 
 async def shared_secret(index: Index) -> bytes:
@@ -411,6 +421,66 @@ class Threader:
             target = onward  # the target moved on itself: adopt into where it went
         for mid in (*(m.message_id for m in source.messages), *source.held):
             await self.index.put(message_key(source.mailbox, mid), link(target, source.mailbox))
+
+    async def accept_held(self, ticket_id: str, message_id: str, agent: str) -> bool:
+        """An agent lets a held message in: `message.threaded` (its sender is a participant
+        from now on, policies see it), then `held.accepted`. False if it is not held here."""
+        def decide(ticket: Ticket) -> list[tuple[Event, str]]:
+            held = ticket.held.get(message_id)
+            if held is None:
+                return []
+            items: list[tuple[Event, str]] = []
+            if not any(m.message_id == message_id for m in ticket.messages):
+                items.append((_unheld(held, ticket_id, held.method, f"held ({held.reason}), "
+                              f"accepted by {agent or 'an agent'}"), f"accepted:{message_id}"))
+            items.append((HeldAccepted(ticket_id=ticket_id, message_id=message_id, agent=agent),
+                          f"accepted:{message_id}"))
+            return items
+
+        return bool(await self.store.decide(ticket_id, decide))
+
+    async def move_held(self, ticket_id: str, message_id: str, into: str | None,
+                        agent: str) -> str | None:
+        """Send a held message to ticket `into` (its live end), or to a new ticket of its
+        own when `into` is None: threaded there first, then `held.moved` here (a crash in
+        between leaves it in both, and a retry finishes). The ticket it went to, or None
+        if it is not held here."""
+        source = await self.store.load(ticket_id)
+        held = source.held.get(message_id)
+        if held is None:
+            return None
+        target = await self.live(into) if into else digest_key(
+            f"held\0{ticket_id}\0{message_id}")[:24]
+        if target == ticket_id:
+            raise ValueError(f"ticket {into} is where the message is held")
+        why = f"held on #{source.number} ({held.reason}), moved by {agent or 'an agent'}"
+        threaded = _unheld(held, target, "new" if into is None else "moved", why)
+        opened: TicketOpened | None = None
+        if into is None and not (await self.store.load(target)).exists:
+            number = await self.index.next_number(target)
+            opened = TicketOpened(ticket_id=target, number=number, subject=held.subject,
+                                  requester=held.sender, mailbox=source.mailbox,
+                                  message_id=message_id)
+            await self.index.put(f"n:{number}", link(target, source.mailbox))
+            await self._remember_open(held.sender, target)
+
+        def thread(ticket: Ticket) -> list[tuple[Event, str]]:
+            if ticket.merged_into is not None:
+                raise ValueError(f"ticket {target} was merged meanwhile: move it again")
+            items: list[tuple[Event, str]] = []
+            if opened is not None and not ticket.exists:
+                items.append((opened, "opened"))
+            if not ticket.has_message(message_id):
+                items.append((threaded, f"moved:{message_id}"))
+            return items
+
+        await self.store.decide(target, thread)
+        await self.index.put(message_key(source.mailbox, message_id),
+                             link(target, source.mailbox))
+        await self.store.decide(ticket_id, lambda t: [(HeldMoved(
+            ticket_id=ticket_id, message_id=message_id, into=target, agent=agent),
+            f"held-moved:{message_id}")] if message_id in t.held else [])
+        return target
 
     async def _auto(self, msg: MessageReceived, v: Verdict) -> AutoRecorded | None:
         """An auto-reply that names no ticket: recorded on its own subject, no ticket."""
