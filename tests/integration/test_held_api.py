@@ -129,7 +129,7 @@ async def test_another_tenants_token_cannot_see_or_act_on_held_messages(
             async with http.post(f"{api}/tickets/{ticket}/held/x1@example.com/{action}",
                                  json=body) as r:
                 assert r.status == 404
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {own}"}) as http:
-        async with http.get(f"{api}/tickets/{ticket}/held") as r:
-            assert r.status == 200 and len((await r.json())["held"]) == 1
+    async with (aiohttp.ClientSession(headers={"Authorization": f"Bearer {own}"}) as http,
+                http.get(f"{api}/tickets/{ticket}/held") as r):
+        assert r.status == 200 and len((await r.json())["held"]) == 1
     assert "x1@example.com" in (await stack.store.load(ticket)).held
