@@ -1,4 +1,5 @@
-"""Per-process /healthz (the event loop answers) and /readyz (dependencies), and port checks.
+"""Per-process /healthz (the event loop answers), /readyz (dependencies), /metrics
+(Prometheus, tidydesk.common.metrics), and port checks.
 
 `runtime.main` serves both for every service and checks NATS, JetStream, PostgreSQL (for
 services that use it) and the SMTP or HTTP listener (ingest, queue); a service adds checks
@@ -18,6 +19,7 @@ from aiohttp import web
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from tidydesk.common import metrics
 from tidydesk.common.embedded import port_in_use
 from tidydesk.common.settings import Settings
 from tidydesk.common.store import servers
@@ -141,7 +143,8 @@ def listening(host: str, port: int) -> Check:
 
 
 def app(service: str) -> web.Application:
-    """/healthz: 200 whenever the loop runs; /readyz: 200, or 503 naming failing checks."""
+    """/healthz: 200 whenever the loop runs; /readyz: 200, or 503 naming failing checks;
+    /metrics: the process's Prometheus metrics."""
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "service": service, "pid": os.getpid()})
 
@@ -152,9 +155,14 @@ def app(service: str) -> web.Application:
                 "checks": {n: r or "ok" for n, r in results.items()}, "failing": failing}
         return web.json_response(body, status=503 if failing else 200)
 
+    async def scrape(request: web.Request) -> web.Response:
+        body, content_type = metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
     application = web.Application()
     application.router.add_get("/healthz", healthz)
     application.router.add_get("/readyz", readyz)
+    application.router.add_get("/metrics", scrape)
     return application
 
 

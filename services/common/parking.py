@@ -23,6 +23,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
+from tidydesk.common import metrics
 from tidydesk.common.events import Envelope, decode
 
 log = structlog.get_logger()
@@ -76,6 +77,7 @@ async def park(js: JetStreamContext, ns: str, consumer: str, seq: int, data: byt
                     time=datetime.now(UTC))
     await js.publish(f"{ns}.parked.{consumer}", msgspec.json.encode(record),
                      headers={"Nats-Msg-Id": f"park:{consumer}:{seq}:{attempts}"})
+    metrics.PARKED.labels(consumer, metrics.short(event_type)).inc()
     log.error("event_parked", consumer=consumer, seq=seq, event_type=event_type,
               attempts=attempts, error=error[:300])
 

@@ -16,7 +16,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 
 from tidydesk.common import log as logsetup
-from tidydesk.common import parking
+from tidydesk.common import metrics, parking
 from tidydesk.common.events import Envelope, decode
 from tidydesk.common.settings import Settings
 from tidydesk.common.store import connect
@@ -25,6 +25,7 @@ from tidydesk.common.topology import apply_topology
 log = structlog.get_logger()
 Handler = Callable[[int, Envelope], Awaitable[None]]
 HANDLER_TIMEOUT = 120.0  # seconds; a hung handler counts as a failed attempt
+LAG_EVERY = 5.0  # seconds between refreshes of a consumer's lag gauges
 
 
 def stop_if_cancelled() -> None:
@@ -66,6 +67,7 @@ async def consume(js: JetStreamContext, ns: str, durable: str, handler: Handler,
     advisories = await nc.subscribe(
         f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{durable}", cb=exhausted)
     retries = asyncio.create_task(parking.serve_retries(js, ns, durable, handler))
+    lag = asyncio.create_task(_watch_lag(js, stream, durable))
     try:
         while True:
             try:
@@ -83,6 +85,7 @@ async def consume(js: JetStreamContext, ns: str, durable: str, handler: Handler,
                     await _handle(js, ns, durable, handler, policy, msgs[0])
                     msgs.pop(0)
     finally:
+        lag.cancel()
         retries.cancel()
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await retries
@@ -121,6 +124,7 @@ async def _handle(js: JetStreamContext, ns: str, durable: str, handler: Handler,
                            delivered)
         await msg.term()
         return
+    kind = metrics.short(env.type)
     with structlog.contextvars.bound_contextvars(event_id=env.id, seq=seq):
         try:
             await asyncio.wait_for(handler(seq, env), HANDLER_TIMEOUT)
@@ -130,6 +134,7 @@ async def _handle(js: JetStreamContext, ns: str, durable: str, handler: Handler,
             return
         except Exception as exc:
             stop_if_cancelled()
+            metrics.FAILED.labels(durable, kind).inc()
             log.exception("handler_failed", consumer=durable, attempt=delivered)
             if policy.exhausted(delivered) or isinstance(exc, parking.Permanent):
                 await parking.park(js, ns, durable, seq, msg.data,
@@ -139,6 +144,20 @@ async def _handle(js: JetStreamContext, ns: str, durable: str, handler: Handler,
                 await msg.nak(delay=policy.delay(delivered))
             return
     await msg.ack()
+    metrics.HANDLED.labels(durable, kind).inc()
+
+
+async def _watch_lag(js: JetStreamContext, stream: str, durable: str) -> None:
+    """Keep the consumer's lag gauges current (the server's count, read every LAG_EVERY s)."""
+    while True:
+        try:
+            info = await js.consumer_info(stream, durable)
+            metrics.PENDING.labels(durable).set(info.num_pending or 0)
+            metrics.ACK_PENDING.labels(durable).set(info.num_ack_pending or 0)
+        except Exception as exc:  # NATS away: the gauges keep their last value
+            stop_if_cancelled()
+            log.debug("lag_unknown", consumer=durable, error=str(exc) or type(exc).__name__)
+        await asyncio.sleep(LAG_EVERY)
 
 
 @contextlib.asynccontextmanager

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import msgspec
 import structlog
 
+from tidydesk.common import metrics
 from tidydesk.common.events import MessageReceived, MessageRejected
 from tidydesk.common.store import JetStreamEventStore, RawStore, tenant
 from tidydesk.ingest.parse import intake_key, parse, synthesised_id
@@ -56,7 +57,11 @@ class Intake:
         parsed = await asyncio.to_thread(parse, raw, mailbox=first, envelope_from=envelope_from)
         await self.raw.put(raw)  # before the event: an event never names missing bytes
         events = [parsed, *(msgspec.structs.replace(parsed, mailbox=m) for m in others)]
-        return [await self._record(event) for event in events]
+        accepted = [await self._record(event) for event in events]
+        for event, new in accepted:
+            outcome = "rejected" if isinstance(event, MessageRejected) else "accepted"
+            metrics.INTAKE.labels(outcome if new else "duplicate").inc()
+        return accepted
 
     async def _record(self, event: MessageReceived | MessageRejected) -> Accepted:
         owner = tenant(event.mailbox)

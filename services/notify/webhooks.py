@@ -14,7 +14,7 @@ import structlog
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
-from tidydesk.common import parking
+from tidydesk.common import metrics, parking
 from tidydesk.common.events import (
     LEGACY_SOURCE,
     Envelope,
@@ -172,10 +172,16 @@ class Webhook:
 
     async def post(self, env: Envelope) -> None:
         body, headers = self.request(env)
-        async with self.http.post(self.sub.url, data=body, headers=headers) as resp:
-            if 400 <= resp.status < 500 and resp.status not in RETRYABLE_4XX:
-                raise Rejected(f"webhook {self.sub.durable} answered {resp.status}")
-            if not 200 <= resp.status < 300:
-                raise RuntimeError(f"webhook {self.sub.durable} answered {resp.status}")
+        outcome = "failed"
+        try:
+            async with self.http.post(self.sub.url, data=body, headers=headers) as resp:
+                if 400 <= resp.status < 500 and resp.status not in RETRYABLE_4XX:
+                    outcome = "rejected"
+                    raise Rejected(f"webhook {self.sub.durable} answered {resp.status}")
+                if not 200 <= resp.status < 300:
+                    raise RuntimeError(f"webhook {self.sub.durable} answered {resp.status}")
+            outcome = "delivered"
+        finally:
+            metrics.WEBHOOKS.labels(self.sub.durable, outcome).inc()
         log.info("webhook_delivered", consumer=self.sub.durable, type=env.type,
                  ticket_id=env.subject)

@@ -7,7 +7,7 @@ from datetime import datetime
 import structlog
 from nats.js import JetStreamContext
 
-from tidydesk.common import health
+from tidydesk.common import health, metrics
 from tidydesk.common.events import (
     DecisionShadowed,
     Envelope,
@@ -30,7 +30,7 @@ from tidydesk.common.store import (
     message_key,
 )
 from tidydesk.common.ticket import Ticket
-from tidydesk.policy.base import Decision, FollowUp, view
+from tidydesk.policy.base import Decision, FollowUp, language, view
 from tidydesk.policy.config import load as load_config
 from tidydesk.policy.registry import get_policy
 
@@ -106,6 +106,7 @@ class PolicyService:
                 return items
 
             await self.store.decide(m.ticket_id, record)
+            metrics.DECISIONS.labels(decision.policy, decision.verdict, language(m.reply)).inc()
             log.info("followup_decided", verdict=decision.verdict, policy=decision.policy,
                      confidence=decision.confidence, reasons=list(decision.reasons),
                      shadow=shadow.verdict if shadow else None)

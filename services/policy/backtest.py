@@ -29,21 +29,11 @@ from tidydesk.common.settings import Settings
 from tidydesk.common.store import close, connect
 from tidydesk.common.ticket import Ticket
 from tidydesk.policy.app import decide
+from tidydesk.policy.base import language
 from tidydesk.policy.registry import get_policy
 
 RECORDED = {TicketReopened: "reopen", FollowupAcknowledged: "acknowledge",
             FollowupRecorded: "auto", TicketSplit: "split"}
-
-
-def language(text: str) -> str:
-    """Rough language of a reply by script: ko, ja, zh, or latin/other."""
-    if any("\uac00" <= c <= "\ud7a3" for c in text):
-        return "ko"
-    if any("\u3040" <= c <= "\u30ff" for c in text):
-        return "ja"
-    if any("\u4e00" <= c <= "\u9fff" for c in text):
-        return "zh"
-    return "latin" if any(c.isalpha() for c in text) else "other"
 
 
 class Example(msgspec.Struct):

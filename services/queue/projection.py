@@ -17,7 +17,7 @@ import structlog
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext, api
 
-from tidydesk.common import db, parking
+from tidydesk.common import db, metrics, parking
 from tidydesk.common.events import (
     AgentThanked,
     AutoRecorded,
@@ -279,6 +279,7 @@ class Projector:
         self.progress = progress  # called with the checkpoint after every batch
         self.parked: set[int] = set()  # stream sequences this projector gave up on
         self.known: set[int] = set()  # sequences with a park record already: not parked again
+        self.applied: list[tuple[str, datetime]] = []  # (type, time) of the last batch
 
     async def checkpoint(self) -> int:
         value = await self.pool.fetchval("SELECT seq FROM checkpoints WHERE name = $1", self.name)
@@ -305,6 +306,7 @@ class Projector:
 
         `after` is the checkpoint the caller read from; a lower one now means a reset.
         """
+        self.applied = []
         await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
                            WRITE_LOCK)
         await conn.execute(
@@ -325,6 +327,7 @@ class Projector:
             except msgspec.MsgspecError as exc:
                 await self._park(seq, data, f"undecodable event: {exc}")
         await self._apply_all(conn, events)
+        self.applied = [(env.type, env.time) for _, _, env in events]
         done = fresh[-1][0]
         await conn.execute("UPDATE checkpoints SET seq = $2 WHERE name = $1", self.name, done)
         return done
@@ -401,6 +404,9 @@ class Projector:
                     async for msgs in batches:
                         async with self.pool.acquire() as conn, conn.transaction():
                             done = await self.apply_batch(conn, msgs, done)
+                        if not stop_at_end:  # live events, not a rebuild of old ones
+                            for kind, at in self.applied:
+                                metrics.projected(kind, at)
                         if self.progress:
                             self.progress(done)
             except CheckpointMoved as moved:
