@@ -344,10 +344,12 @@ async def customer(request: web.Request) -> web.Response:
 
 
 async def feed(request: web.Request) -> web.Response:
-    """Events after stream sequence `after`, oldest first: what the page's live tail polls."""
+    """Events after stream sequence `after` (else the last `limit`), oldest first: what the
+    page's live tail polls."""
     q = request.query
     after = q.get("after", "0")
     limit = q.get("limit", "100")
+    latest = "after" not in q
     if not after.isascii() or not after.isdecimal() or len(after) > 18:
         raise bad(f"after must be a stream sequence (an integer), got {after[:40]!r}")
     if not limit.isascii() or not limit.isdecimal() or not 1 <= int(limit) <= 1000:
@@ -357,7 +359,9 @@ async def feed(request: web.Request) -> web.Response:
         f.add("e.ticket_id = ?", q["ticket"])
     rows = await request.app[POOL].fetch(
         "SELECT e.seq, e.data::text AS data FROM events e JOIN tickets t ON t.id = e.ticket_id"
-        f" WHERE e.seq > $1{f.sql} ORDER BY e.seq LIMIT {int(limit)}", *f.args)
+        f" WHERE e.seq > $1{f.sql} ORDER BY e.seq {'DESC' if latest else ''}"
+        f" LIMIT {int(limit)}", *f.args)
+    rows = sorted(rows, key=lambda r: int(r["seq"]))
     events = [msgspec.json.decode(r["data"], type=EventRecord) for r in rows]
     for event, r in zip(events, rows, strict=True):
         event.seq = r["seq"]
@@ -482,7 +486,8 @@ ROUTES: list[Op] = [
        (_p("address", {"type": "string", "maxLength": 320}, "the requester's address",
            "path"),), response=Customer, errors=(404,)),
     Op("GET", "/events", feed, "events after a stream sequence, oldest first (a live tail)",
-       "read", (_p("after", {"type": "integer", "minimum": 0}, "stream sequence (default 0)"),
+       "read", (_p("after", {"type": "integer", "minimum": 0},
+                         "stream sequence (default: the last `limit` events)"),
                 _p("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
                    "at most this many (default 100)"),
                 _p("ticket", {"type": "string"}, "only this ticket id"),
