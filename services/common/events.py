@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from tidydesk.common import trace
+
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Base of every event; `type` is the tag, e.g. `ticket.reopened`."""
@@ -351,6 +353,9 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     data: AnyEvent
     specversion: Literal["1.0"] = "1.0"
     datacontenttype: Literal["application/json"] = "application/json"
+    # W3C trace context (CloudEvents distributed-tracing extension): the trace of the mail
+    # this event follows from, a span of its own. Absent on events recorded before it.
+    traceparent: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 _decoder = msgspec.json.Decoder(Envelope)
@@ -376,6 +381,7 @@ def envelope(event: Event, subject: str, key: str, source: str = LEGACY_SOURCE) 
         subject=subject,
         time=datetime.now(UTC),
         data=event,  # type: ignore[arg-type]
+        traceparent=trace.next_span() or msgspec.UNSET,
     )
 
 

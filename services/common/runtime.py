@@ -16,7 +16,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 
 from tidydesk.common import log as logsetup
-from tidydesk.common import metrics, parking
+from tidydesk.common import metrics, parking, trace
 from tidydesk.common.events import Envelope, decode
 from tidydesk.common.settings import Settings
 from tidydesk.common.store import connect
@@ -66,7 +66,7 @@ async def consume(js: JetStreamContext, ns: str, durable: str, handler: Handler,
     nc: Client = js._nc  # advisories are plain NATS messages
     advisories = await nc.subscribe(
         f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{durable}", cb=exhausted)
-    retries = asyncio.create_task(parking.serve_retries(js, ns, durable, handler))
+    retries = asyncio.create_task(parking.serve_retries(js, ns, durable, traced(handler)))
     lag = asyncio.create_task(_watch_lag(js, stream, durable))
     try:
         while True:
@@ -125,7 +125,8 @@ async def _handle(js: JetStreamContext, ns: str, durable: str, handler: Handler,
         await msg.term()
         return
     kind = metrics.short(env.type)
-    with structlog.contextvars.bound_contextvars(event_id=env.id, seq=seq):
+    with structlog.contextvars.bound_contextvars(event_id=env.id, seq=seq), trace.continuing(
+            env.traceparent):
         try:
             await asyncio.wait_for(handler(seq, env), HANDLER_TIMEOUT)
         except parking.Later as later:
@@ -145,6 +146,15 @@ async def _handle(js: JetStreamContext, ns: str, durable: str, handler: Handler,
             return
     await msg.ack()
     metrics.HANDLED.labels(durable, kind).inc()
+
+
+def traced(handler: Handler) -> Handler:
+    """`handler` inside the trace of the event it handles (see tidydesk.common.trace)."""
+    async def run(seq: int, env: Envelope) -> None:
+        with trace.continuing(env.traceparent):
+            await handler(seq, env)
+
+    return run
 
 
 async def _watch_lag(js: JetStreamContext, stream: str, durable: str) -> None:

@@ -22,6 +22,7 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
+from tidydesk.common import trace
 from tidydesk.common.events import Envelope, Event, decode, encode, envelope, source_for
 from tidydesk.common.ticket import Ticket, fold
 
@@ -146,6 +147,7 @@ class JetStreamEventStore(Decides):
             "Nats-Expected-Last-Subject-Sequence": "0",
             "ce-type": env.type,
             "Content-Type": STRUCTURED,
+            **trace.nats_headers(env.traceparent),
         }
         try:
             ack = await self.js.publish(self.intake_subject(key), encode(env), headers=headers)
@@ -264,6 +266,7 @@ class JetStreamEventStore(Decides):
                     "Nats-Expected-Last-Subject-Sequence-Subject": subject,
                     "ce-type": env.type,
                     "Content-Type": STRUCTURED,
+                    **trace.nats_headers(env.traceparent),
                 }
                 data = encode(env)
                 try:

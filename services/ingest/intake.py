@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import msgspec
 import structlog
 
-from tidydesk.common import metrics
+from tidydesk.common import metrics, trace
 from tidydesk.common.events import MessageReceived, MessageRejected
 from tidydesk.common.store import JetStreamEventStore, RawStore, tenant
 from tidydesk.ingest.parse import intake_key, parse, synthesised_id
@@ -37,27 +37,31 @@ class Intake:
     def __init__(self, store: JetStreamEventStore, raw: RawStore) -> None:
         self.store, self.raw = store, raw
 
-    async def accept(self, raw: bytes, *, mailbox: str = "", envelope_from: str = ""
-                     ) -> Accepted:
+    async def accept(self, raw: bytes, *, mailbox: str = "", envelope_from: str = "",
+                     traceparent: str | None = None) -> Accepted:
         """Store and publish; returns the event and whether it was new (False = duplicate).
 
         Without `mailbox` (in-process callers) the first To address is the recipient.
         Raises when NATS cannot take the mail, so the caller can refuse it temporarily.
         """
-        return (await self.deliver(raw, [mailbox], envelope_from=envelope_from))[0]
+        return (await self.deliver(raw, [mailbox], envelope_from=envelope_from,
+                                   traceparent=traceparent))[0]
 
-    async def deliver(self, raw: bytes, mailboxes: Sequence[str], *, envelope_from: str = ""
-                      ) -> list[Accepted]:
+    async def deliver(self, raw: bytes, mailboxes: Sequence[str], *, envelope_from: str = "",
+                      traceparent: str | None = None) -> list[Accepted]:
         """`accept` for each tenant among `mailboxes` (an SMTP transaction's recipients).
 
         Every event is published before this returns; a retry after a failure is safe.
+        The mail's events start a trace, or continue `traceparent` (W3C) when it is valid.
         """
-        # parsing hostile mail can take CPU seconds: keep the event loop (SMTP, IMAP) serving
-        first, *others = per_tenant(mailboxes) or [""]
-        parsed = await asyncio.to_thread(parse, raw, mailbox=first, envelope_from=envelope_from)
-        await self.raw.put(raw)  # before the event: an event never names missing bytes
-        events = [parsed, *(msgspec.structs.replace(parsed, mailbox=m) for m in others)]
-        accepted = [await self._record(event) for event in events]
+        with trace.starting(traceparent):
+            # parsing hostile mail can take CPU seconds: keep the event loop serving
+            first, *others = per_tenant(mailboxes) or [""]
+            parsed = await asyncio.to_thread(parse, raw, mailbox=first,
+                                             envelope_from=envelope_from)
+            await self.raw.put(raw)  # before the event: an event never names missing bytes
+            events = [parsed, *(msgspec.structs.replace(parsed, mailbox=m) for m in others)]
+            accepted = [await self._record(event) for event in events]
         for event, new in accepted:
             outcome = "rejected" if isinstance(event, MessageRejected) else "accepted"
             metrics.INTAKE.labels(outcome if new else "duplicate").inc()

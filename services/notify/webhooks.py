@@ -14,7 +14,7 @@ import structlog
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
-from tidydesk.common import metrics, parking
+from tidydesk.common import metrics, parking, trace
 from tidydesk.common.events import (
     LEGACY_SOURCE,
     Envelope,
@@ -158,8 +158,8 @@ class Webhook:
             log.debug("webhook_filtered", consumer=self.sub.durable, type=env.type, seq=seq)
 
     def request(self, env: Envelope) -> tuple[bytes, dict[str, str]]:
-        """Body and headers of the POST: structured mode, Standard Webhooks signature, and
-        no ce-* headers (receivers take those for binary mode)."""
+        """Body and headers of the POST: structured mode, Standard Webhooks signature, the
+        W3C `traceparent`, and no ce-* headers (receivers take those for binary mode)."""
         if env.source == LEGACY_SOURCE:  # recorded before events named their namespace
             env = msgspec.structs.replace(env, source=source_for(self.ns))
         body = encode(env)
@@ -168,6 +168,8 @@ class Webhook:
                    "webhook-timestamp": str(int(now.timestamp()))}
         if self.signer is not None:
             headers["webhook-signature"] = self.signer.sign(env.id, now, body.decode())
+        if delivery := trace.child(env.traceparent):  # W3C header: the POST is a span too
+            headers["traceparent"] = delivery
         return body, headers
 
     async def post(self, env: Envelope) -> None:

@@ -699,7 +699,8 @@ async def inbound_mime(request: web.Request) -> web.Response:
 
 
 async def _accept(request: web.Request, raw: bytes, mailbox: str) -> web.Response:
-    event, new = await asyncio.shield(request.app[INTAKE].accept(raw, mailbox=mailbox))
+    event, new = await asyncio.shield(request.app[INTAKE].accept(
+        raw, mailbox=mailbox, traceparent=request.headers.get("traceparent")))
     if isinstance(event, MessageRejected):
         raise ProblemError(422, f"rejected: {event.reason}", digest=event.digest)
     return _json(IntakeResult(message_id=event.message_id, digest=event.digest,
