@@ -27,7 +27,6 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 
 from tidydesk.common.events import Envelope
-from tidydesk.common.store import JetStreamEventStore
 from tidydesk.common.ticket import fold
 from tidydesk.connectors.port import (
     Comment,
@@ -105,10 +104,18 @@ class MemoryLinks:
         self.links[ticket_id] = link
 
 
+class Histories(Protocol):
+    """The part of the event store a connector reads (JetStreamEventStore has it)."""
+
+    def ticket_subject(self, ticket_id: str) -> str: ...
+
+    async def history(self, subject: str) -> list[tuple[int, Envelope]]: ...
+
+
 class Connector:
     """Mirror ticket events into `helpdesk`; `handle` is a runtime.consume handler."""
 
-    def __init__(self, store: JetStreamEventStore, helpdesk: Helpdesk, links: Links) -> None:
+    def __init__(self, store: Histories, helpdesk: Helpdesk, links: Links) -> None:
         self.store, self.helpdesk, self.links = store, helpdesk, links
 
     async def handle(self, seq: int, env: Envelope) -> None:
