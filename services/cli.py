@@ -23,6 +23,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from tidydesk.common import log as logsetup
 from tidydesk.common.settings import SERVICES, SETTINGS, Settings, redact
 
 T = TypeVar("T")
@@ -478,7 +479,7 @@ async def _replay(from_seq: int) -> str:
         first = max(from_seq, state.first_seq)
         started = time.monotonic()
         with tqdm(total=max(state.last_seq - first + 1, 0), unit="event", desc="replay",
-                  file=sys.stderr) as bar:
+                  file=sys.stderr, disable=None) as bar:  # None: a bar on a terminal only
 
             def progress(done: int) -> None:
                 bar.total = max(bar.total or 0, done - first + 1)
@@ -580,6 +581,11 @@ def main(argv: list[str] | None = None) -> int:
     ):
         sub.add_parser(name, help=text, add_help=False).set_defaults(module=module)
     args, rest = parser.parse_known_args(argv)
+    try:  # log lines of every command: stderr, JSON unless on a TTY
+        logsetup.configure_from_env()
+    except ValueError as exc:
+        print(f"tidydesk: {exc}", file=sys.stderr)
+        return 2
     if getattr(args, "module", None):
         try:
             return _delegate(args.module, rest)

@@ -1,15 +1,24 @@
-"""structlog set-up: JSON when not on a TTY, console for people."""
+"""structlog set-up: on stderr, JSON when not on a TTY, console for people."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import structlog
 
+FORMATS = ("auto", "json", "console")
+
 
 def configure(fmt: str = "auto", level: str = "info") -> None:
-    """Configure structlog once per process."""
+    """Configure structlog once per process; ValueError names a bad format or level."""
+    levels, fmt = logging.getLevelNamesMapping(), fmt.lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"TIDYDESK_LOG_FORMAT must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if level.upper() not in levels or level.upper() == "NOTSET":
+        raise ValueError("TIDYDESK_LOG_LEVEL must be debug, info, warning or error, "
+                         f"got {level!r}")
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
     renderer: structlog.typing.Processor = (
@@ -23,9 +32,14 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(levels[level.upper()]),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def configure_from_env() -> None:
+    """`configure` from TIDYDESK_LOG_FORMAT and TIDYDESK_LOG_LEVEL (for CLI commands, which
+    must not fail on settings they do not use)."""
+    configure(os.environ.get("TIDYDESK_LOG_FORMAT") or "auto",
+              os.environ.get("TIDYDESK_LOG_LEVEL") or "info")

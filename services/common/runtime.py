@@ -207,13 +207,13 @@ def main(name: str, body: Callable[[Settings], Awaitable[None]]) -> None:
     from tidydesk.common import health
 
     settings = Settings.from_env()
-    logsetup.configure(settings.log_format, settings.log_level)
-    structlog.contextvars.bind_contextvars(service=name)
     try:
+        logsetup.configure(settings.log_format, settings.log_level)
         health.check_ports(health.ports(settings, (name,)))
-    except health.PortInUse as exc:
+    except (ValueError, health.PortInUse) as exc:
         print(f"tidydesk {name}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    structlog.contextvars.bind_contextvars(service=name)
 
     async def run() -> None:
         probes = await health.Server.start(settings, name)
