@@ -578,6 +578,8 @@ def main(argv: list[str] | None = None) -> int:
          "--check shows what differs, --force applies the file"),
         ("parked", "tidydesk.common.parking", "events a consumer gave up on: list, show, retry, "
          "drop"),
+        ("connector-rt", "tidydesk.connectors.rt", "mirror tickets into Request Tracker 5 "
+         "over REST2 (TIDYDESK_RT_*)"),
     ):
         sub.add_parser(name, help=text, add_help=False).set_defaults(module=module)
     args, rest = parser.parse_known_args(argv)
