@@ -158,14 +158,20 @@ async def run(settings: Settings, rt: RtSettings) -> None:
         await close(nc)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    """`tidydesk connector-rt` / `python -m tidydesk.connectors.rt`: run until SIGINT/SIGTERM."""
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="tidydesk connector-rt", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     settings = Settings.from_env()
     logsetup.configure(settings.log_format, settings.log_level)
     try:
         rt = RtSettings.from_env()
     except (ValueError, msgspec.ValidationError) as exc:
-        print(f"tidydesk connector rt: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        print(f"tidydesk connector-rt: {exc}", file=sys.stderr)
+        return 2
 
     async def body() -> None:
         task = asyncio.ensure_future(run(settings, rt))
@@ -176,7 +182,8 @@ def main() -> None:
             await task
 
     asyncio.run(body())
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
