@@ -33,13 +33,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from eval.split import split  # noqa: E402
-from tidydesk.policy.base import FollowUp, Policy, TicketView  # noqa: E402
-from tidydesk.policy.classify import (  # noqa: E402
+from tidydesk.classify import (  # noqa: E402
     _follow_up,
     _threading_match,
     _ticket,
     reply_text,
 )
+from tidydesk.policy.base import FollowUp, Policy, TicketView  # noqa: E402
 from tidydesk.policy.registry import POLICIES  # noqa: E402
 
 EUROPEAN = ("de", "fr", "es", "pt", "it", "nl")

@@ -38,9 +38,9 @@ sys.path.insert(0, str(ROOT))
 
 import msgspec  # noqa: E402
 
+from tidydesk.classify import _follow_up, _ticket  # noqa: E402
 from tidydesk.policy import ack, topic  # noqa: E402
 from tidydesk.policy.base import FollowUp, PastMessage, TicketView  # noqa: E402
-from tidydesk.policy.classify import _follow_up, _ticket  # noqa: E402
 from tidydesk.policy.content_aware import ContentAware  # noqa: E402
 
 BEFORE_COMMIT = "6812d01"

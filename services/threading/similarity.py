@@ -34,11 +34,15 @@ from __future__ import annotations
 import functools
 import math
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from tidydesk.policy.base import TicketView
+from tidydesk.text import lexicon
+from tidydesk.text.normalise import normalize
+from tidydesk.text.normalise import strip_accents as _fold
+from tidydesk.text.script import is_hangul as _is_hangul
+from tidydesk.text.script import script as _script
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -67,161 +71,40 @@ MAX_MESSAGES = 30  # only the ticket's most recent messages are compared
 FULL_MASS = 4.0  # inbound content weight from which the overlap counts in full
 SHORT_PRIOR = -0.8  # log-odds for a mail too short to compare, before markers
 
-# --------------------------------------------------------------------------------------------
-# Normalisation and script classes
+
+class PastText(Protocol):
+    """One earlier message of the ticket: who wrote it and its newly written text."""
+
+    @property
+    def author(self) -> str: ...
+    @property
+    def text(self) -> str: ...
 
 
-def normalize(text: str) -> str:
-    """NFKC, lowercased, typographic quotes and dashes unified."""
-    t = unicodedata.normalize("NFKC", text).lower()
-    return t.translate(_PUNCT)
+class TicketView(Protocol):
+    """What matching needs of a ticket (the policy layer's ``TicketView`` has it)."""
 
-
-_PUNCT = str.maketrans({
-    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-",
-    "\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u301c": "~",
-})
-
-
-def _fold(word: str) -> str:
-    """Strip diacritics (é -> e, ü -> u, ß -> ss) for matching Latin words."""
-    d = unicodedata.normalize("NFKD", word.replace("ß", "ss"))
-    return "".join(c for c in d if not unicodedata.combining(c))
-
-
-def _is_hangul(c: str) -> bool:
-    o = ord(c)
-    return 0xAC00 <= o <= 0xD7A3 or 0x1100 <= o <= 0x11FF or 0x3130 <= o <= 0x318F
-
-
-def _is_han(c: str) -> bool:
-    o = ord(c)
-    return (0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF or 0xF900 <= o <= 0xFAFF
-            or 0x20000 <= o <= 0x2FFFF or c == "々")
-
-
-def _is_hiragana(c: str) -> bool:
-    return 0x3041 <= ord(c) <= 0x309F
-
-
-def _is_katakana(c: str) -> bool:
-    o = ord(c)
-    return 0x30A0 <= o <= 0x30FF or 0x31F0 <= o <= 0x31FF
-
-
-def _script(c: str) -> str:
-    if _is_hangul(c):
-        return "hangul"
-    if _is_han(c):
-        return "han"
-    if _is_katakana(c):
-        return "kata"
-    if _is_hiragana(c):
-        return "hira"
-    if c.isalnum():
-        return "word"
-    return ""
-
+    @property
+    def subject(self) -> str: ...
+    @property
+    def requester(self) -> str: ...
+    @property
+    def messages(self) -> Sequence[PastText]: ...
 
 # --------------------------------------------------------------------------------------------
-# Vocabulary: stopwords, greetings, signature lines, generic support words, markers
+# Vocabulary (services/text/data/<lang>.json)
 
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-_STOP_LATIN = _words("""
-a about above after again against all also am an and any are aren as at be because been before
-being below between both but by can cannot could couldn did didn do does doesn doing don down
-during each few for from further get got had hadn has hasn have haven having he her here hers
-herself him himself his how i if in into is isn it its itself just let me more most my myself
-no nor not now of off on once only or other our ours ourselves out over own same she should
-so some such than that the their theirs them themselves then there these they this those
-through to too under until up very was wasn we were weren what when where which while who whom
-why will with won would wouldn you your yours yourself yourselves ll re ve d s t m
-hi hello hey dear thanks thank thx cheers regards best kind kindly sincerely yours please pls
-appreciate appreciated greetings good morning afternoon evening team support customer
-service sent iphone android mobile ok okay yes one two get could would like want need know
-let just really also much many well way make see look sure tell ask asked
-der die das den dem des ein eine einer eines einem einen und oder aber ich du er sie es wir ihr
-mein meine meinen meinem meiner dein sein seine unser unsere euer ist sind war waren bin bist
-hat habe haben hatte hatten wird werden wurde wurden kann können konnte könnte muss müssen soll
-sollte mit von zu zum zur auf aus bei für über unter nach vor in im an am als wie wenn dass da
-nicht kein keine noch schon auch nur sehr so ja nein doch mal bitte danke vielen dank hallo
-liebe lieber sehr geehrte geehrter damen herren grüße grüßen gruß freundlichen beste viele
-mfg lg vg guten tag morgen abend ihnen ihr ihre ihren ihrem ihrer sich man was wer wo
-le la les un une des du de d l et ou mais je tu il elle nous vous ils elles mon ma mes ton ta
-tes son sa ses notre nos votre vos leur leurs ce cet cette ces qui que quoi dont est sont suis
-es ai as a avons avez ont été être avoir fait faire pour par sur dans avec sans sous chez pas
-ne n plus tres très bien merci bonjour bonsoir madame monsieur cordialement salutations
-bonne journée s'il plait vous-même qu c j m y en au aux
-el la los las un una unos unas y o pero yo tu tú él ella nosotros vosotros ellos ellas mi mis
-su sus nuestro nuestra es son soy está están estoy fue ser estar hay he ha han tengo tiene
-para por con sin sobre en de del al que qué como cómo cuando cuándo muy más gracias hola
-saludos buenos buenas días tardes estimado estimada atentamente favor lo le les se me te nos
-""")
-
+_STOP_LATIN = lexicon.union("function_words", lexicon.LATIN)
 # Generic support vocabulary: present in most tickets, weak evidence of a specific issue.
-_GENERIC_LATIN = _words("""
-order orders ordered account app issue issues problem problems question questions help request
-email mail message contact update info information day days week weeks time today yesterday
-come came coming go going went gone show shows showing shown work works working worked use used
-using try tried trying check checked say said says new old first last next back still again
-number thing things something anything nothing everything possible able via
-month months year years hour hours minute minutes morning night end start started
-call called give given take taken put find found keep kept seem seems wrong right fine
-ago since already soon yet even though however instead maybe perhaps probably
-site website online page link click button screen company product item items
-pay paid payment price cost receive received send sending shipped status
-bestellung konto problem frage anfrage nachricht woche tag heute gestern
-commande compte problème question demande message semaine jour aujourd hier
-pedido cuenta problema pregunta solicitud mensaje semana día hoy ayer
-""")
-
+_GENERIC_LATIN = lexicon.union("generic_words", lexicon.LATIN)
 # Korean particles and verb endings, stripped from the end of each space-separated word.
-_KO_SUFFIXES = sorted(set(_words("""
-은 는 이 가 을 를 에 의 도 만 와 과 로 으로 에서 에게 께 께서 한테 부터 까지 랑 이랑 하고 처럼
-보다 이나 나 요 이요 고 며 면 서 지 죠 네 데 게 께요 이고 이며 인데 은데 는데 던데 한데 했는데
-입니다 습니다 합니다 됩니다 니다 해요 어요 아요 예요 이에요 에요 세요 하세요 해주세요 주세요
-드립니다 드려요 드려 했어요 했습니다 됐어요 돼요 되요 되어 하는데 하려는데 려는데 려고 하려고
-했고 하고요 해서 하여 하니 인가요 나요 까요 을까요 ㄹ까요 가요 다 어 아 여 해 했 된 될 한 할
-하는 되는 되고 있어요 있습니다 없어요 없습니다 있는데 없는데 있고 없고 있어서 없어서
-""")), key=len, reverse=True)
-
-_KO_SUFFIX_SET = frozenset(_KO_SUFFIXES)
-_KO_SUFFIX_MAX = max(map(len, _KO_SUFFIXES))
-
-_KO_STOP_BIGRAMS = _words("""
-있었 었어 었습 였습 였어 그러 러나 하지 지만 이런 저런 어떻 떻게 어떤 이것 그것 저것 여기 거기
-때문 문에 하면 해서 해도 해야 하게 하기 하여 되어 되면 되서 돼서 같아 같습 싶어 싶습 싶은 주시
-주셔 드릴 릴게 할게 게요 는지 은지 인지 어서 아서 면서 으면 니까 으니 나요 까요 는데 은데 안에
-앞에 위에 때는 때도 에는 에도 께서 한테 부터 까지 처럼 보다 입니 이에 예요 이고 이며 인데 하셨
-셨는 셨습 시는 시고 해요 어요 아요 이요 세요 하시 이라 라고 다고 라는 다는 이는 것이 것도 거예
-건가 건지 었는 됐는 됐어 했어 했던 하던 그렇 렇게 이렇 저렇 많이 조금 우리 제발 아무
-있나 없나 되나 하나 답변 답장 어떻 떻게 되고 있는 없는
-안녕 녕하 하세 세요 감사 사합 합니 니다 습니 드립 립니 드려 부탁 탁드 고객 객님 문의 의드
-있어 있습 없어 없습 그리 리고 그런 런데 그래 래서 혹시 정말 너무 그냥 지금 오늘 어제 이번 저희
-제가 저는 해주 주세 하는 되는 하고 했는 했습 됩니 되었 됐습 합니 확인 인부 번호 관련 이메
-메일 보냈 냈습 iphone 에서 으로 하려 려고 보내 내드 드리 리겠 겠습 말씀 씀드 알려 려주
-""")
-
-_ZH_STOP_BIGRAMS = _words("""
-您好 你好 谢谢 感谢 请问 我们 你们 他们 已经 可以 一下 这个 那个 什么 时候 因为 所以 但是 如果
-现在 今天 昨天 麻烦 帮忙 一个 这样 怎么 还是 就是 不是 没有 我的 你的 客服 中心 祝您 愉快
-联系 您的 问题 一直 还有 能否 是否 需要 希望 尽快 处理 回复 邮件 信息 情况 关于 提供
-""")
-
+_KO_SUFFIX_SET = lexicon.language("ko").suffixes
+_KO_SUFFIX_MAX = max(map(len, _KO_SUFFIX_SET))
+_KO_STOP_BIGRAMS = lexicon.language("ko").stop_bigrams
+_ZH_STOP_BIGRAMS = lexicon.language("zh").stop_bigrams
 # Chinese/Japanese function characters: a bigram holding one is grammar, not content.
-_HAN_FUNCTION = frozenset(
-    "的了吗呢吧啊么我你您他她它们这那是在就也都和把被给很太还"
-    "件願方様等及其之于而或没有"
-)
-
-_JA_STOP_BIGRAMS = _words("""
-宜敷 連絡 問合 合せ 確認 対応 願い 申し 上げ 失礼 先日 今日 昨日 本日 場合 様子 以上 今回
-何卒 次第 予定 頂戴 担当 窓口 客様 お客 様子 送信 返信 件名 承知 了解 感謝 恐縮 存じ 拝見
-""")
+_HAN_FUNCTION = frozenset(lexicon.language("zh").function_chars)
+_JA_STOP_BIGRAMS = lexicon.language("ja").stop_bigrams
 
 # Marker phrases, as regular expressions over the normalised text (NFKC, lowercase). Latin
 # phrases are matched at a word start. Tiers:
@@ -230,128 +113,12 @@ _JA_STOP_BIGRAMS = _words("""
 #          some content overlap, because a new problem is described with the same words;
 #   new  - an explicitly different matter ("another / separate question", "別件", "另外");
 #   wnew - a weaker hint of a new matter ("also", "by the way", "newly bought").
-_MARKERS: dict[str, dict[str, list[str]]] = {
-    "ref": {
-        "en": [r"as (you )?requested", r"you (asked|requested) (for|me)", r"as promised",
-               r"as discussed", r"i (e-?mailed|wrote|contacted|reported|mentioned|called)",
-               r"(e-?mailed|wrote to|contacted) you",
-               r"my (previous|earlier|last|first) (e-?mail|message|mail|request)",
-               r"(previous|earlier) (e-?mail|message|request)", r"ha(ve|s)n'?t heard",
-               r"ha(ve|s) not heard", r"not heard back", r"no (response|reply|answer|word)",
-               r"(nobody|no one|no-one) (has|have|had)? ?(replied|responded|answered|got back)",
-               r"any (update|news|progress)", r"follow(ing)?[- ]up on", r"following[- ]up\b",
-               r"chasing", r"reminder",
-               r"re-?send(ing)?",
-               r"(second|third|fourth|\d+(st|nd|rd|th)) (e-?mail|time|message|request)",
-               r"still waiting", r"still (no|not|hasn'?t|haven'?t|isn'?t|doesn'?t|won'?t|can'?t)\b",
-               r"the (issue|problem) i (reported|raised|mentioned)", r"update on (my|the)"],
-        "de": [r"immer noch", r"noch immer", r"nach wie vor",
-               r"wie (gewünscht|besprochen|angefordert|erbeten)", r"angeforderte",
-               r"(bereits|schon) (geschrieben|gemeldet|kontaktiert|angefragt)",
-               r"hatte (ich )?(ihnen )?(bereits |schon |letzte woche )?geschrieben",
-               r"keine (antwort|rückmeldung|reaktion)", r"erinnerung", r"nachfrage", r"sachstand",
-               r"stand der dinge", r"erneut", r"nochmal(s)?",
-               r"meine (letzte|vorherige) (mail|nachricht|anfrage)"],
-        "fr": [r"toujours (pas|en attente|aucune|rien|sans)", r"relance",
-               r"sans (réponse|nouvelles)", r"pas de (réponse|nouvelles)",
-               r"aucune (réponse|nouvelle)", r"comme (demandé|convenu|promis)",
-               r"que vous (m'avez|avez) demandé", r"(déjà|deja) (écrit|contacté|signalé)",
-               r"suite à (mon|ma|notre|votre)", r"mon (précédent|dernier) (mail|message|e-mail)"],
-        "es": [r"sigo (esperando|sin)", r"todavía no", r"aún no", r"sin respuesta",
-               r"ninguna respuesta", r"como (me )?(pidieron|solicitaron|acordamos)",
-               r"que me (pidieron|solicitaron)", r"(ya )?(escribí|les escribí|contacté|reclamé)",
-               r"mi (correo|mensaje) anterior", r"seguimiento", r"otra vez por"],
-        "ko": [r"요청하신", r"말씀하신", r"안내해 ?주신", r"안내하신", r"문의\s?드렸", r"문의했",
-               r"문의한 ?건", r"말씀\s?드린", r"말씀\s?드렸", r"지난번", r"저번에", r"재문의",
-               r"재요청", r"독촉", r"(진행|처리)\s?(상황|현황|결과)",
-               r"(답변|답장|연락|회신|답|소식)[이가]? ?(아직 ?)?없",
-               r"(답변|답장|연락|회신)[을를]? ?(못|아직)", r"앞서", r"이전에 (문의|요청|말씀)",
-               r"다시 (문의|연락|메일|여쭤)", r"보내\s?드린", r"보내\s?주신"],
-        "ja": [r"再送", r"催促", r"進捗", r"先日", r"前回",
-               r"以前(お問い合わせ|問い合わせ|ご連絡|連絡|相談)",
-               r"(返信|回答|連絡|返事|ご連絡|ご返信|ご回答)[^。\n]{0,10}(ない|ありません|"
-               r"いません|ございません|来ません)",
-               r"ご依頼(の|いただいた)", r"お求めの", r"ご指示", r"ご相談した", r"問い合わせた",
-               r"お問い合わせ(した|しました|の件)", r"お送りした", r"ご案内いただいた",
-               r"ご連絡いただいた", r"お願いした", r"申し上げた", r"いつになったら", r"その後"],
-        "zh": [r"之前", r"上次", r"前几天", r"前天", r"上周", r"(您|你|你们)要的", r"说的那个",
-               r"提到的", r"补充", r"(没有|没人|还没|未)(回复|答复|回应|联系)", r"进度", r"进展",
-               r"催", r"再次", r"已经(问|反映|联系|提交)过", r"问过"],
-    },
-    "weak": {
-        "en": [r"still\b", r"again\b", r"once more", r"same (problem|issue|thing)", r"escalat",
-               r"complaint", r"dispute", r"formally", r"chargeback", r"my bank", r"unacceptable",
-               r"(days|weeks) ago", r"last week", r"attached", r"attaching", r"here (is|are)\b",
-               r"(photos?|pictures?|screenshots?) (of|you)", r"continues",
-               r"when (will|can|do|does|is|are|should)", r"how long", r"manager", r"supervisor",
-               r"ridiculous", r"lawyer", r"it'?s been",
-               r"(has|have) been (\d+|a|an|two|three|several|over a) (days?|weeks?|months?)",
-               r"over a (week|month)"],
-        "de": [r"weiterhin", r"wieder\b", r"besteht (weiterhin|immer)", r"beschwerde",
-               r"letzte woche", r"vor (einigen|ein paar|\d+) (tagen|wochen)", r"wann",
-               r"seit (über )?(einer|zwei|drei|\d+) (tag|woche)", r"im anhang", r"anbei",
-               r"gleiche(n)? (problem|fehler)"],
-        "fr": [r"toujours", r"encore", r"à nouveau", r"de nouveau", r"réclamation",
-               r"la semaine dernière", r"ci-joint", r"en pièce jointe", r"même problème", r"quand"],
-        "es": [r"todavía", r"aún", r"sigue", r"de nuevo", r"otra vez", r"nuevamente",
-               r"reclamación", r"queja", r"la semana pasada", r"adjunto", r"mismo problema",
-               r"cuándo"],
-        "ko": [r"아직", r"여전히", r"계속", r"다시", r"또\b", r"이번에도", r"똑같이",
-               r"같은 (문제|증상|오류|현상)", r"동일한", r"벌써", r"\d+\s?(일|주)\s?째",
-               r"(일|주|달)\s?(전|전에)\b", r"첨부", r"보내\s?드립", r"해결(이|되지|이 안| 안)",
-               r"언제", r"(지났|넘었)(는데|어요|습니다)", r"해지", r"소비자(원|보호)", r"신고"],
-        "ja": [r"まだ", r"未だ", r"依然", r"引き続き", r"再度", r"改めて", r"相変わらず", r"同じ",
-               r"また\b", r"添付", r"お送りします", r"の件", r"いつ", r"(経|た)っても",
-               r"(経ち|過ぎ)ました", r"クレーム", r"消費者センター"],
-        "zh": [r"还没", r"还是没", r"仍然", r"依然", r"一直", r"又", r"照片", r"截图", r"附上",
-               r"同样的问题", r"到底", r"投诉", r"12315", r"什么时候", r"何时", r"(已经|都)过了",
-               r"过去了"],
-    },
-    "new": {
-        "en": [r"another (?!(day|week|month|e-?mail|mail|message|reminder|time|photo|picture|"
-               r"screenshot|attempt|try|hour|call)s?\b)",
-               r"separate(ly)?\b", r"unrelated",
-               r"(different|new|other|second) (question|issue|matter|order|parcel|package|"
-               r"booking|request|account|topic|problem)",
-               r"not related", r"something else", r"on a different note"],
-        "de": [r"(eine |einer |meiner )?andere(n|r|s)? (frage|bestellung|sache|anliegen|problem|"
-               r"lieferung|paket)",
-               r"separat", r"gesondert", r"(neue|weitere|noch eine) (frage|bestellung)",
-               r"unabhängig davon", r"zweite bestellung", r"nichts (damit )?zu tun"],
-        "fr": [r"(une )?autre (question|commande|demande|sujet|problème|colis)", r"séparément",
-               r"nouvelle (question|commande|demande)", r"sans rapport", r"rien à voir"],
-        "es": [r"(otra|otro) (pregunta|pedido|consulta|tema|problema|paquete|reserva)", r"aparte",
-               r"por separado", r"nueva (pregunta|consulta)", r"nuevo pedido", r"no relacionad",
-               r"nada que ver"],
-        "ko": [r"다른 (문의|건|주문|질문|상품|제품|택배|송장|예약|계정|문제)", r"별도", r"별개",
-               r"새로 (주문|구매|산|나온|출시)", r"새 (주문|상품|제품)", r"이번에 새로",
-               r"이번에 (주문|구매)한", r"추가로 (문의|질문|여쭤)", r"추가 (문의|질문)", r"하나 더",
-               r"따로", r"관련 ?없", r"또 다른", r"다름이 아니라"],
-        "ja": [r"別件", r"別の", r"他の(件|注文|質問|商品)", r"ほかの(件|注文|質問|商品)",
-               r"もう(一つ|ひとつ|1つ)", r"新しく(注文|購入|買)", r"新たに(注文|購入)", r"別途",
-               r"関係(ない|ありません|なく)", r"違う(注文|件|商品)", r"別注文"],
-        "zh": [r"另外", r"另一", r"其他(问题|订单|事情)", r"其它(问题|订单)", r"别的",
-               r"新的(问题|订单)", r"新订单", r"无关", r"还有一个", r"另一件", r"另一笔",
-               r"顺便问"],
-    },
-    "wnew": {
-        "en": [r"also (wanted|want|would like) to", r"by the way", r"one more thing",
-               r"quick question", r"new (order|parcel|package|purchase)"],
-        "de": [r"außerdem", r"übrigens", r"kurze frage", r"neu(e|en)? (bestellt|gekauft)"],
-        "fr": [r"par ailleurs", r"au passage", r"petite question", r"j'ai (commandé|acheté)"],
-        "es": [r"por cierto", r"también quería", r"una pregunta", r"he (comprado|pedido)"],
-        "ko": [r"궁금", r"이번에(?!도)", r"새로(?! ?(보내|받은|발송|교체|교환|설치))"],
-        "ja": [r"ところで", r"ちなみに", r"質問", r"新しく", r"新たに"],
-        "zh": [r"顺便"],
-    },
-}
-
 _MARKER_RES: dict[str, list[tuple[str, re.Pattern[str]]]] = {
     tier: [
         (pat, re.compile(("(?<![a-zà-ÿ])" if re.match(r"[a-z(]", pat) else "") + pat))
-        for pats in langs.values() for pat in pats
+        for code in lexicon.CODES for pat in getattr(lexicon.language(code).markers, tier)
     ]
-    for tier, langs in _MARKERS.items()
+    for tier in ("ref", "weak", "new", "wnew")
 }
 # Longest alternatives first, so that "still waiting" goes before "still".
 _ANY_MARKER_RE = re.compile("|".join(

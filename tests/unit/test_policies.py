@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tidydesk.policy import classify
+from tidydesk import classify
 from tidydesk.policy.ack import detect
 from tidydesk.policy.always_reopen import AlwaysReopen
 from tidydesk.policy.base import Decision, FollowUp, PastMessage, Policy, TicketView
@@ -329,12 +329,6 @@ def test_cli_policy_flag_and_unknown_policy(monkeypatch: pytest.MonkeyPatch) -> 
     assert (out[0]["decision"], out[0]["policy"]) == ("reopen", "always-reopen")
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     assert classify.main(["--policy", "nope", "--jsonl"]) == 2
-
-
-def test_fallback_reply_stripper() -> None:
-    body = "Thanks!\n\nOn Mon, 3 Mar 2026, Support <s@example.org> wrote:\n> Fixed it."
-    assert classify._fallback_reply_text(body) == "Thanks!"
-    assert classify._fallback_reply_text("OK\n-----Original Message-----\nFrom: x") == "OK"
 
 
 # ----------------------------------------------------------------------------- SGD regression

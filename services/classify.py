@@ -1,5 +1,8 @@
 """Offline contract: `tidydesk classify [--policy NAME] --jsonl` (stdin -> stdout, one line each).
 
+The one module that composes ingest (reply extraction), threading and policy, as a service's
+composition root does; the services themselves never import each other.
+
 Input lines have the shape of `tests/data/scenarios/dev.jsonl` (`id`, `case`, `ticket`,
 `inbound`), or only `{"id", "text"}`: a reply (full body) to a solved ticket whose content is
 unknown. Output, in input order::
@@ -21,15 +24,11 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
+from tidydesk.ingest.extract import reply_text
 from tidydesk.policy.base import FollowUp, PastMessage, Policy, TicketView
 from tidydesk.policy.registry import DEFAULT_POLICY, POLICIES, get_policy
+from tidydesk.threading import similarity
 
-_HEADER = re.compile(
-    r"^(?:on .+ wrote:?|.+ 작성:?|.+님이 작성:?|.+のメール:?|.+写道[:：]?|le .+ a [ée]crit ?:?|"
-    r"am .+ schrieb .+:?|-{2,}\s*(?:original message|원본 메일|원본 메시지|原始邮件)\s*-{2,}|"
-    r"_{5,}|(?:from|von|de|보낸 사람|差出人|发件人)\s?:.*)$",
-    re.IGNORECASE,
-)
 _AUTO_SUBJECT = re.compile(
     r"^(?:auto(?:matic)?[ -]?(?:reply|response|antwort)|out of (?:the )?office|abwesenheit|"
     r"r[ée]ponse automatique|respuesta autom[áa]tica|自動返信|自動応答|自动回复|자동\s?응답|"
@@ -38,36 +37,11 @@ _AUTO_SUBJECT = re.compile(
 )
 
 
-def _fallback_reply_text(body: str) -> str:
-    """Cut at the first quoted line or reply header (used only without tidydesk.ingest)."""
-    kept: list[str] = []
-    for line in body.splitlines():
-        stripped = line.strip()
-        if stripped.startswith(">") or _HEADER.match(stripped):
-            break
-        kept.append(line)
-    return "\n".join(kept).strip()
-
-
-def _reply_text_impl() -> Callable[[str], str]:
-    try:
-        from tidydesk.ingest.extract import reply_text
-    except ImportError:  # extraction engine not installed: trivial stripper
-        return _fallback_reply_text
-    return reply_text
-
-
-reply_text = _reply_text_impl()
-
 Match = Callable[[TicketView, str, str, str], tuple[bool, float, list[str]]]
 
 
 def _threading_match() -> Match | None:
-    try:
-        from tidydesk.threading.similarity import match
-    except ImportError:
-        return None
-    return match
+    return similarity.match
 
 
 def _ticket(raw: dict[str, Any]) -> TicketView:
