@@ -566,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
                    ).set_defaults(fn=cmd_schema)
     for name, module, text in (
         ("extract", "tidydesk.ingest.extract_cli", "print the newly written text of a mail"),
-        ("classify", "tidydesk.policy.classify", "dry-run policy decisions on JSON lines"),
+        ("classify", "tidydesk.classify", "dry-run policy decisions on JSON lines"),
         ("thread", "tidydesk.threading.offline", "thread an mbox offline (--mbox FILE)"),
         ("import", "tidydesk.ingest.imports", "import an mbox file or Maildir (resumable)"),
         ("policy", "tidydesk.policy.config", "show or set the policy per mailbox, shadow mode"),
