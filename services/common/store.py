@@ -32,6 +32,8 @@ WRONG_LAST_SEQUENCE = 10071  # JSStreamWrongLastSequenceErrF
 SINGLE_GETS = 4  # a longer gap is read by one ephemeral consumer (see bench.e2e)
 REPLAY_IDLE = 5.0  # s: the server drops an ephemeral replay consumer left behind
 REPLAY_TIMEOUT = 5.0  # s to wait for the next event of a replay
+RAW_INLINE_MAX = 1024 * 1024  # bytes: a raw mail up to this is one message on {NS}_RAW
+RAW_HEADROOM = 4096  # bytes of the max payload left for headers
 
 
 class Conflict(Exception):
@@ -390,10 +392,12 @@ class KvIndex:
 
 
 class RawStore:
-    """Raw RFC 5322 bytes by sha256, in the JetStream object store."""
+    """Raw RFC 5322 bytes by sha256: a mail that fits one NATS message is one publish to
+    `{ns}.raw.<digest>` (stream `{NS}_RAW`), a bigger one goes to the object store."""
 
     def __init__(self, js: JetStreamContext, ns: str) -> None:
         self.js, self.bucket = js, f"{ns}_raw"
+        self.stream, self.prefix = f"{ns.upper()}_RAW", f"{ns}.raw"
         self._obs: ObjectStore | None = None
 
     async def _store(self) -> ObjectStore:
@@ -401,8 +405,21 @@ class RawStore:
             self._obs = await self.js.object_store(self.bucket)
         return self._obs
 
+    def inline_max(self) -> int:
+        """The largest mail put as one message: the server's max payload less header room."""
+        nc: Client = self.js._nc
+        return min(RAW_INLINE_MAX, nc.max_payload) - RAW_HEADROOM
+
     async def put(self, raw: bytes) -> str:
         digest = hashlib.sha256(raw).hexdigest()
+        if len(raw) <= self.inline_max():
+            headers = {"Nats-Msg-Id": digest, "Nats-Expected-Last-Subject-Sequence": "0"}
+            try:
+                await self.js.publish(f"{self.prefix}.{digest}", raw, headers=headers)
+            except APIError as exc:  # wrong last sequence: the digest's bytes are there
+                if exc.err_code != WRONG_LAST_SEQUENCE:
+                    raise
+            return digest
         obs = await self._store()
         try:
             await obs.get_info(digest)
@@ -411,6 +428,11 @@ class RawStore:
         return digest
 
     async def get(self, digest: str) -> bytes | None:
+        try:
+            msg = await self.js.get_msg(self.stream, subject=f"{self.prefix}.{digest}")
+            return msg.data or b""
+        except NotFoundError:
+            pass
         obs = await self._store()
         try:
             result = await obs.get(digest)
