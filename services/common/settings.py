@@ -47,9 +47,19 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "TIDYDESK_HEALTH_HOST": ("127.0.0.1", "address of every service's /healthz and /readyz"),
     "TIDYDESK_HEALTH_PORT": ("8090", "health port of ingest; threading, policy, notify, queue "
                              "get the next ones (+1..+4); 0 = free ports chosen at start"),
+    "TIDYDESK_POSTMARK_AUTH": ("", "user:password pairs Postmark may send as Basic auth (put "
+                               "them in its inbound webhook URL); empty = bearer token only"),
+    "TIDYDESK_SENDGRID_AUTH": ("", "user:password pairs for SendGrid Inbound Parse Basic auth "
+                               "(in the Parse URL); empty = bearer token only"),
+    "TIDYDESK_MAILGUN_SIGNING_KEY": ("", "Mailgun webhook signing key; empty = "
+                                     "/inbound/mailgun refuses every delivery"),
+    "TIDYDESK_SES_TOPIC_ARNS": ("", "SNS topic ARNs whose SES receipts /inbound/ses takes, "
+                                "comma-separated; empty = none"),
 }
 SERVICES = ("ingest", "threading", "policy", "notify", "queue")  # health port order too
-SECRETS = frozenset({"TIDYDESK_WEBHOOK_SECRET", "TIDYDESK_API_TOKEN"})
+SECRETS = frozenset({"TIDYDESK_WEBHOOK_SECRET", "TIDYDESK_API_TOKEN",
+                     "TIDYDESK_POSTMARK_AUTH", "TIDYDESK_SENDGRID_AUTH",
+                     "TIDYDESK_MAILGUN_SIGNING_KEY"})
 _URL_PASSWORD = re.compile(r"(//[^:/@\s]*:)[^@/\s]*@")
 _QUERY_PASSWORD = re.compile(r"(password=)[^&\s]*", re.IGNORECASE)
 
@@ -87,6 +97,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     replicas: int = 1
     api_token: str = ""
     allowed_hosts: str = ""
+    postmark_auth: str = ""
+    sendgrid_auth: str = ""
+    mailgun_signing_key: str = ""
+    ses_topic_arns: str = ""
 
     def health_port_of(self, service: str) -> int:
         """The port of `service`'s health server: base + its place in SERVICES; 0 = any."""

@@ -66,6 +66,11 @@ def postmark_to_mime(payload: bytes) -> bytes:
 
     The output is deterministic (same JSON, same bytes), so a retried webhook is a duplicate.
     """
+    return postmark_mail(payload)[0]
+
+
+def postmark_mail(payload: bytes) -> tuple[bytes, str]:
+    """`postmark_to_mime` and the envelope recipient (OriginalRecipient, "" if absent)."""
     try:
         post = _decoder.decode(payload)
     except msgspec.ValidationError as exc:  # (a subclass of DecodeError)
@@ -98,7 +103,7 @@ def postmark_to_mime(payload: bytes) -> bytes:
             part.set_boundary(f"=_tidydesk_{salt}_{i}")
         if part is not msg:
             del part["MIME-Version"]
-    return msg.as_bytes()
+    return msg.as_bytes(), _one_line(post.OriginalRecipient or "")
 
 
 def _body(msg: EmailMessage, post: _Postmark) -> None:

@@ -52,8 +52,26 @@ from tidydesk.common.store import (
 from tidydesk.common.ticket import Ticket
 from tidydesk.ingest.intake import Intake
 from tidydesk.ingest.parse import MAX_EVENT_BYTES
-from tidydesk.ingest.providers import _Postmark, postmark_to_mime
+from tidydesk.ingest.providers import _Postmark, postmark_mail
 from tidydesk.queue.auth import Token, TokenStore
+from tidydesk.queue.inbound import (
+    PROVIDERS,
+    MailgunForm,
+    Providers,
+    SendgridForm,
+    SnsMessage,
+    basic_credentials,
+    check_basic,
+    check_mailgun,
+    check_sns,
+    form_fields,
+    mailgun_mail,
+    missing_recipient,
+    replay_claim,
+    sendgrid_mail,
+    ses_mail,
+    sns_message,
+)
 from tidydesk.queue.openapi import Op, Param, docs_page, document
 from tidydesk.queue.problems import ProblemError, problems
 from tidydesk.threading.engine import Threader, reply_address
@@ -678,43 +696,108 @@ async def reply(request: web.Request) -> web.Response:
 
 # --- intake ---
 
-def _intake_mailbox(request: web.Request) -> str:
-    """The `mailbox` query value; a tenant's intake token must name one of its tenant."""
-    mailbox = request.query.get("mailbox", "")
-    if len(mailbox) > 320 or (mailbox and "@" not in mailbox):
-        raise bad("mailbox must be an email address")
-    owner = _principal(request).tenant
-    if owner and tenant(mailbox) != owner:
-        raise ProblemError(403, f"this token takes mail for mailboxes @{owner} only: "
-                           "pass ?mailbox=<address>")
-    return mailbox
+def _intake_mailboxes(request: web.Request, recipients: Iterable[str] = ()) -> list[str]:
+    """The tenant mailboxes: `?mailbox=`, else the provider's envelope recipients. A
+    tenant's intake token must name mailboxes of its tenant only."""
+    query = request.query.get("mailbox", "")
+    mailboxes = [query] if query else [r.strip() for r in recipients if r.strip()]
+    principal = request.get(PRINCIPAL)
+    owner = principal.tenant if principal else ""
+    for mailbox in mailboxes or [""]:
+        if len(mailbox) > 320 or (mailbox and "@" not in mailbox):
+            raise bad("mailbox must be an email address")
+        if owner and tenant(mailbox) != owner:
+            raise ProblemError(403, f"this token takes mail for mailboxes @{owner} only: "
+                               "pass ?mailbox=<address>")
+    return mailboxes
 
 
 async def inbound_mime(request: web.Request) -> web.Response:
-    mailbox = _intake_mailbox(request)
+    mailboxes = _intake_mailboxes(request)
     raw = await _body(request)
     if not raw:
         raise bad("empty body: POST the raw RFC 5322 message bytes")
-    return await _accept(request, raw, mailbox)
+    return await _accept(request, raw, mailboxes)
 
 
-async def _accept(request: web.Request, raw: bytes, mailbox: str) -> web.Response:
-    event, new = await asyncio.shield(request.app[INTAKE].accept(
-        raw, mailbox=mailbox, traceparent=request.headers.get("traceparent")))
+async def _accept(request: web.Request, raw: bytes, mailboxes: list[str]) -> web.Response:
+    """Intake for each tenant among `mailboxes`; without one, the To header decides (and
+    a mail whose To names no address is a 400: it has no tenant)."""
+    if not mailboxes and missing_recipient(raw):
+        raise bad("no tenant mailbox: no ?mailbox=, no provider recipient and the To header "
+                  "names no address (pass ?mailbox=<address>)")
+    results = await asyncio.shield(request.app[INTAKE].deliver(
+        raw, mailboxes or [""], traceparent=request.headers.get("traceparent")))
+    event, new = results[0]
     if isinstance(event, MessageRejected):
         raise ProblemError(422, f"rejected: {event.reason}", digest=event.digest)
     return _json(IntakeResult(message_id=event.message_id, digest=event.digest,
-                              duplicate=not new), 202 if new else 200)
+                              duplicate=not any(n for _, n in results)), 202 if new else 200)
+
+
+async def _provider_auth(request: web.Request, allowed: frozenset[str], setting: str) -> None:
+    """A bearer token with the intake scope, or the provider's Basic credentials."""
+    token = _bearer(request)
+    if token:
+        principal = await request.app[TOKENS].find(token)
+        if principal is None:
+            raise _unauthorized("unknown or revoked token", "invalid_token")
+        if not principal.allows("intake"):
+            raise ProblemError(403, "this needs a token with scope 'intake' (or admin)")
+        request[PRINCIPAL] = principal
+        return
+    credentials = basic_credentials(request)
+    if credentials is None:
+        raise ProblemError(401, f"send the Basic credentials of {setting} (user:password@ "
+                           "in the webhook URL) or Authorization: Bearer <intake token>",
+                           {"WWW-Authenticate": 'Basic realm="tidydesk inbound"'})
+    check_basic(credentials, allowed, setting)
 
 
 async def inbound_postmark(request: web.Request) -> web.Response:
     """Postmark's inbound webhook JSON, turned into MIME so it takes the one intake path."""
-    mailbox = _intake_mailbox(request)
+    await _provider_auth(request, request.app[PROVIDERS].postmark_auth,
+                         "TIDYDESK_POSTMARK_AUTH")
     try:
-        raw = postmark_to_mime(await _body(request))
+        raw, recipient = postmark_mail(await _body(request))
     except ValueError as exc:
         raise bad(str(exc)) from None
-    return await _accept(request, raw, mailbox)
+    return await _accept(request, raw, _intake_mailboxes(request, [recipient]))
+
+
+async def inbound_sendgrid(request: web.Request) -> web.Response:
+    """SendGrid Inbound Parse with 'POST the raw, full MIME message' on; the tenant is
+    ?mailbox= else the envelope's `to`."""
+    await _provider_auth(request, request.app[PROVIDERS].sendgrid_auth,
+                         "TIDYDESK_SENDGRID_AUTH")
+    fields = form_fields(await _body(request), request.headers.get("Content-Type", ""))
+    raw, recipients = sendgrid_mail(fields)
+    return await _accept(request, raw, _intake_mailboxes(request, recipients))
+
+
+async def inbound_mailgun(request: web.Request) -> web.Response:
+    """A Mailgun route forwarded to this URL: the signature replaces the bearer token."""
+    fields = form_fields(await _body(request), request.headers.get("Content-Type", ""))
+    check_mailgun(fields, request.app[PROVIDERS].mailgun_signing_key)
+    raw, recipients = mailgun_mail(fields)
+    key, value = replay_claim(fields, raw)
+    if await request.app[INDEX].claim(key, value) != value:
+        raise ProblemError(403, "replayed Mailgun token: it was signed for another mail")
+    return await _accept(request, raw, _intake_mailboxes(request, recipients))
+
+
+async def inbound_ses(request: web.Request) -> web.Response:
+    """Amazon SES receipts via an SNS HTTPS subscription: the SNS signature replaces the
+    bearer token. A SubscriptionConfirmation is logged for the operator (204)."""
+    msg = sns_message(await _body(request))
+    await check_sns(msg, request.app[PROVIDERS])
+    if msg.Type != "Notification":
+        log.warning("sns_confirmation_needed", type=msg.Type, topic=msg.TopicArn,
+                    subscribe_url=msg.SubscribeURL,
+                    hint="open SubscribeURL to confirm the subscription")
+        return web.Response(status=204)
+    raw, recipients = ses_mail(msg)
+    return await _accept(request, raw, _intake_mailboxes(request, recipients))
 
 
 # --- public ---
@@ -911,8 +994,28 @@ ROUTES: list[Op] = [
     Op("POST", "/inbound/mime", inbound_mime, "take one raw RFC 5322 mail", "intake",
        (MAILBOX_Q,), bytes, ("message/rfc822", "application/octet-stream"), ok=202,
        response=IntakeResult, errors=(422,)),
-    Op("POST", "/inbound/postmark", inbound_postmark, "take a Postmark inbound webhook",
-       "intake", (MAILBOX_Q,), _Postmark, ok=202, response=IntakeResult, errors=(422,)),
+    Op("POST", "/inbound/postmark", inbound_postmark, "take a Postmark inbound webhook. Auth:"
+       " Basic credentials of TIDYDESK_POSTMARK_AUTH (in the webhook URL) or a bearer token "
+       "with scope intake; the tenant is ?mailbox= else OriginalRecipient",
+       None, (MAILBOX_Q,), _Postmark, ok=202, response=IntakeResult,
+       errors=(400, 401, 403, 422)),
+    Op("POST", "/inbound/sendgrid", inbound_sendgrid, "take a SendGrid Inbound Parse post "
+       "(raw MIME mode). Auth: Basic credentials of TIDYDESK_SENDGRID_AUTH (in the Parse URL) "
+       "or a bearer token with scope intake; the tenant is ?mailbox= else envelope.to",
+       None, (MAILBOX_Q,), SendgridForm, ("multipart/form-data",), ok=202,
+       response=IntakeResult, errors=(400, 401, 403, 422)),
+    Op("POST", "/inbound/mailgun", inbound_mailgun, "take a Mailgun route forwarded to this "
+       "URL (store/forward to .../mime). Auth: HMAC-SHA256 signature with "
+       "TIDYDESK_MAILGUN_SIGNING_KEY, timestamp within 5 min, token used once; the tenant is "
+       "?mailbox= else recipient", None, (MAILBOX_Q,), MailgunForm,
+       ("multipart/form-data", "application/x-www-form-urlencoded"), ok=202,
+       response=IntakeResult, errors=(400, 401, 403, 422)),
+    Op("POST", "/inbound/ses", inbound_ses, "take an Amazon SES receipt from an SNS HTTPS "
+       "subscription. Auth: the SNS signature (certificate on sns.<region>.amazonaws.com), "
+       "topic in TIDYDESK_SES_TOPIC_ARNS; the tenant is ?mailbox= else receipt.recipients; "
+       "a SubscriptionConfirmation is answered 204 and its SubscribeURL logged", None,
+       (MAILBOX_Q,), SnsMessage, ("application/json", "text/plain"), ok=202,
+       response=IntakeResult, errors=(400, 401, 403, 422)),
     Op("GET", "/messages/{message_id}/raw", raw_message, "the raw bytes of a mail", "read",
        (_p("message_id", {"type": "string", "minLength": 1, "maxLength": 998},
            "Message-ID without <>", "path"),), response=bytes,
@@ -922,14 +1025,15 @@ ROUTES: list[Op] = [
 
 def build(pool: asyncpg.Pool, store: JetStreamEventStore, raw: RawStore, intake: Intake,
           max_bytes: int, secret: bytes, index: KvIndex, *, tokens: TokenStore | None = None,
-          hosts: frozenset[str] = frozenset(), body_timeout: float = READ_TIMEOUT
-          ) -> web.Application:
+          hosts: frozenset[str] = frozenset(), body_timeout: float = READ_TIMEOUT,
+          providers: Providers | None = None) -> web.Application:
     """The API app; `hosts` empty = any Host (app.py passes `allowed_hosts(settings)`)."""
     app = web.Application(middlewares=[problems, guard], client_max_size=max_bytes)
     app[POOL], app[STORE], app[RAW], app[INTAKE] = pool, store, raw, intake
     app[SECRET], app[INDEX] = secret, index
     app[TOKENS] = tokens or TokenStore(store.js, store.ns)
     app[HOSTS], app[BODY_TIMEOUT] = hosts, body_timeout
+    app[PROVIDERS] = providers or Providers()
     from tidydesk.queue import desk  # here, not at the top: desk imports this module
 
     routes = [*ROUTES, *desk.ROUTES]

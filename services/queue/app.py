@@ -15,6 +15,7 @@ from tidydesk.common.settings import Settings
 from tidydesk.common.store import JetStreamEventStore, KvIndex, RawStore, close
 from tidydesk.ingest.intake import Intake
 from tidydesk.queue.api import allowed_hosts, build, runner
+from tidydesk.queue.inbound import Providers
 from tidydesk.queue.projection import Projector
 from tidydesk.threading.engine import shared_secret
 
@@ -62,7 +63,7 @@ async def run(settings: Settings) -> None:
     index = KvIndex(js, ns)
     secret = await shared_secret(index)
     app = build(pool, store, raw, Intake(store, raw), settings.max_message_bytes, secret, index,
-                hosts=allowed_hosts(settings))
+                hosts=allowed_hosts(settings), providers=Providers.from_settings(settings))
     server = runner(app)
     await server.setup()
     await web.TCPSite(server, settings.http_host, settings.http_port).start()
