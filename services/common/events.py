@@ -51,6 +51,9 @@ class MessageReceived(Event, frozen=True, tag="message.received"):
     # the Message-ID the mail carried when another mail of the tenant already had it;
     # `message_id` is then synthesised from `content_digest`
     claimed_message_id: str | None = None
+    # what a trusted relay's Authentication-Results says of the From address: "pass"
+    # (DMARC, or DKIM of the From domain), "fail" (DMARC: a spoofed From), None = no evidence
+    sender_auth: str | None = None
 
 
 class MessageRejected(Event, frozen=True, tag="message.rejected"):

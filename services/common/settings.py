@@ -44,6 +44,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "TIDYDESK_ALLOWED_HOSTS": ("", "Host header values the HTTP API answers, comma-separated "
                                "(host or host:port, * = any); empty = the HTTP address, "
                                "localhost and 127.0.0.1 on TIDYDESK_HTTP_PORT"),
+    "TIDYDESK_TRUSTED_AUTHSERV": ("", "authserv-ids whose Authentication-Results header "
+                                  "(the topmost one) counts as evidence about From, "
+                                  "comma-separated; empty = trust none"),
     "TIDYDESK_HEALTH_HOST": ("127.0.0.1", "address of every service's /healthz and /readyz"),
     "TIDYDESK_HEALTH_PORT": ("8090", "health port of ingest; threading, policy, notify, queue "
                              "get the next ones (+1..+4); 0 = free ports chosen at start"),
@@ -97,6 +100,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     replicas: int = 1
     api_token: str = ""
     allowed_hosts: str = ""
+    trusted_authserv: str = ""
     postmark_auth: str = ""
     sendgrid_auth: str = ""
     mailgun_signing_key: str = ""

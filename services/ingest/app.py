@@ -19,7 +19,8 @@ log = structlog.get_logger()
 async def run(settings: Settings) -> None:
     nc, js = await open_bus(settings, "tidydesk-ingest")
     ns = settings.namespace
-    intake = Intake(JetStreamEventStore(js, ns), RawStore(js, ns))
+    intake = Intake(JetStreamEventStore(js, ns), RawStore(js, ns),
+                    trusted_authserv=settings.trusted_authserv)
     server = await serve(
         intake, settings.smtp_host, settings.smtp_port, settings.max_message_bytes,
         domains=settings.smtp_domains, tls_cert=settings.smtp_tls_cert,

@@ -17,6 +17,7 @@ from tidydesk.common import metrics, trace
 from tidydesk.common.events import MessageReceived, MessageRejected
 from tidydesk.common.store import JetStreamEventStore, RawStore, tenant
 from tidydesk.ingest.parse import intake_key, parse, synthesised_id
+from tidydesk.ingest.senderauth import trusted_ids
 
 log = structlog.get_logger()
 Accepted = tuple[MessageReceived | MessageRejected, bool]
@@ -34,8 +35,10 @@ def per_tenant(mailboxes: Sequence[str]) -> list[str]:
 class Intake:
     """The single way mail enters tidydesk (SMTP, HTTP and import all call `accept`)."""
 
-    def __init__(self, store: JetStreamEventStore, raw: RawStore) -> None:
+    def __init__(self, store: JetStreamEventStore, raw: RawStore, *,
+                 trusted_authserv: str = "") -> None:
         self.store, self.raw = store, raw
+        self.trusted = trusted_ids(trusted_authserv)  # TIDYDESK_TRUSTED_AUTHSERV
 
     async def accept(self, raw: bytes, *, mailbox: str = "", envelope_from: str = "",
                      traceparent: str | None = None) -> Accepted:
@@ -58,7 +61,7 @@ class Intake:
             # parsing hostile mail can take CPU seconds: keep the event loop serving
             first, *others = per_tenant(mailboxes) or [""]
             parsed = await asyncio.to_thread(parse, raw, mailbox=first,
-                                             envelope_from=envelope_from)
+                                             envelope_from=envelope_from, trusted=self.trusted)
             await self.raw.put(raw)  # before the event: an event never names missing bytes
             events = [parsed, *(msgspec.structs.replace(parsed, mailbox=m) for m in others)]
             accepted = [await self._record(event) for event in events]

@@ -19,6 +19,7 @@ from tidydesk.common.events import Attachment, MessageReceived, MessageRejected
 from tidydesk.ingest import autoreply
 from tidydesk.ingest.extract import body_of, extract, html_to_text
 from tidydesk.ingest.sanitize import Tally, clean, scrub, text_charset
+from tidydesk.ingest.senderauth import sender_auth
 
 MAX_TEXT = 200_000  # characters kept per body field; an event must stay far below 1 MiB
 MAX_IDS = 100  # nearest References kept; a parent is almost always among the last few
@@ -164,8 +165,8 @@ def auto_reason(msg: EmailMessage, subject: str, sender: str) -> str | None:
     return None
 
 
-def parse(raw: bytes, *, mailbox: str = "", envelope_from: str = ""
-          ) -> MessageReceived | MessageRejected:
+def parse(raw: bytes, *, mailbox: str = "", envelope_from: str = "",
+          trusted: frozenset[str] = frozenset()) -> MessageReceived | MessageRejected:
     """Parse a mail; anything unusable becomes a rejection with a reason, never an exception.
 
     Every string in the event is `sanitize.clean`: safe for PostgreSQL, JSON and consumers.
@@ -173,7 +174,7 @@ def parse(raw: bytes, *, mailbox: str = "", envelope_from: str = ""
     digest = hashlib.sha256(raw).hexdigest()
     tally = Tally()
     try:
-        event = _cleaned(_parse(raw, digest, mailbox, envelope_from, tally), tally)
+        event = _cleaned(_parse(raw, digest, mailbox, envelope_from, tally, trusted), tally)
         return _fit(event) if isinstance(event, MessageReceived) else event
     except Exception as exc:  # the stdlib parser can raise almost anything on hostile input
         return scrub(MessageRejected(
@@ -190,8 +191,8 @@ def _cleaned(event: MessageReceived | MessageRejected, tally: Tally
     return event
 
 
-def _parse(raw: bytes, digest: str, mailbox: str, envelope_from: str, tally: Tally
-           ) -> MessageReceived | MessageRejected:
+def _parse(raw: bytes, digest: str, mailbox: str, envelope_from: str, tally: Tally,
+           trusted: frozenset[str] = frozenset()) -> MessageReceived | MessageRejected:
     if not raw.strip():
         return MessageRejected(digest=digest, reason="empty message", mailbox=mailbox, size=0)
     msg = email.message_from_bytes(raw, policy=POLICY)
@@ -265,6 +266,8 @@ def _parse(raw: bytes, digest: str, mailbox: str, envelope_from: str, tally: Tal
         size=len(raw),
         notes=tuple(notes),
         content_digest=content,
+        sender_auth=sender_auth(map(str, msg.get_all("Authentication-Results", [])), sender,
+                                trusted),
     )
 
 

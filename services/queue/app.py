@@ -62,7 +62,8 @@ async def run(settings: Settings) -> None:
     store, raw = JetStreamEventStore(js, ns), RawStore(js, ns)
     index = KvIndex(js, ns)
     secret = await shared_secret(index)
-    app = build(pool, store, raw, Intake(store, raw), settings.max_message_bytes, secret, index,
+    intake = Intake(store, raw, trusted_authserv=settings.trusted_authserv)
+    app = build(pool, store, raw, intake, settings.max_message_bytes, secret, index,
                 hosts=allowed_hosts(settings), providers=Providers.from_settings(settings))
     server = runner(app)
     await server.setup()

@@ -11,7 +11,9 @@ Replies that arrive before their parent claim its Message-ID for their own ticke
 parent arrives and its own ancestors name another ticket, the early replies move there
 (`conversation.moved` + `conversation.adopted`). Mail joined by headers or [#N] from an
 address the ticket has not seen (nor an agent; never the support address itself) is held
-(`message.held`) for an agent; reply-token mail is authorised by its token. An auto-reply
+(`message.held`) for an agent; reply-token mail is authorised by its token. A From that a
+trusted relay's Authentication-Results calls forged (dmarc=fail) is held even when the
+address is known; a verified one (pass) is noted among the reasons. An auto-reply
 that names no ticket is recorded (`message.auto_recorded`) and opens none.
 """
 
@@ -326,9 +328,14 @@ class Threader:
     def unverified(self, msg: MessageReceived, ticket: Ticket, method: str,
                    vouched: set[str] | frozenset[str] = frozenset()) -> str | None:
         """Why the sender may not join `ticket` by `method` unchecked, None if it may."""
-        if method not in CHECKED or not ticket.exists:
+        if not ticket.exists:
             return None
         sender = msg.sender.lower()
+        if msg.sender_auth == "fail" and method in (*CHECKED, "content"):
+            return (f"the trusted relay found From {sender} forged (dmarc=fail): held even "
+                    "though the address is known here")
+        if method not in CHECKED:
+            return None
         support = ticket.support_addresses()
         local, _, domain = msg.mailbox.lower().partition("@")
         support.add(f"{local.split('+')[0]}@{domain}")
@@ -523,7 +530,8 @@ class Threader:
         threaded = MessageThreaded(
             ticket_id=target, message_id=msg.message_id, method=v.method,
             confidence=round(v.confidence, 3), sender=msg.sender, subject=msg.subject,
-            reply=msg.reply, auto=msg.auto, reasons=tuple(v.reasons), related=v.related,
+            reply=msg.reply, auto=msg.auto, related=v.related, reasons=(*v.reasons, *(
+                ["From verified by the trusted relay"] if msg.sender_auth == "pass" else [])),
             related_confidence=round(v.related_confidence, 3),
         )
         outcome: Outcome = threaded if why is None else MessageHeld(
