@@ -582,6 +582,15 @@ def main(argv: list[str] | None = None) -> int:
          "over REST2 (TIDYDESK_RT_*)"),
     ):
         sub.add_parser(name, help=text, add_help=False).set_defaults(module=module)
+    for name, text in (
+        ("hours", "business hours per mailbox: set, show, clear"),
+        ("tags", "tag rules per mailbox: add-rule, list, remove"),
+        ("agents", "agents: add, list, remove"),
+        ("teams", "teams with a lead, a weekly rota and mailboxes: set, list, remove"),
+        ("desk", "escalation, auto-close, kudos per mailbox: set, show"),
+    ):  # one module for the helpdesk configuration: it is told which command it runs
+        sub.add_parser(name, help=text, add_help=False).set_defaults(
+            module="tidydesk.desk.cli", prefix=[name])
     args, rest = parser.parse_known_args(argv)
     try:  # log lines of every command: stderr, JSON unless on a TTY
         logsetup.configure_from_env()
@@ -590,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if getattr(args, "module", None):
         try:
-            return _delegate(args.module, rest)
+            return _delegate(args.module, [*getattr(args, "prefix", []), *rest])
         except BrokenPipeError:
             return 0
     if rest:

@@ -142,6 +142,9 @@ class ReplySent(Event, frozen=True, tag="reply.sent"):
     reply_to: str
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
+    # set when no person wrote it (e.g. `out-of-hours`): mailed with RFC 3834
+    # `Auto-Submitted: auto-replied`, and not a first response
+    auto: str | None = None
 
 
 class TicketMerged(Event, frozen=True, tag="ticket.merged"):
@@ -308,6 +311,19 @@ class AgentThanked(Event, frozen=True, tag="agent.thanked"):
     message_id: str
 
 
+class NoticeSent(Event, frozen=True, tag="notice.sent"):
+    """A mail about this ticket to someone on the team (an escalation to the lead, kudos
+    forwarded); notify mails it. Not part of the customer conversation."""
+
+    ticket_id: str
+    message_id: str
+    to: str
+    sender: str
+    subject: str
+    text: str
+    reason: str = ""  # escalation:<rule> | kudos
+
+
 AnyEvent = (
     MessageReceived
     | MessageRejected
@@ -336,6 +352,7 @@ AnyEvent = (
     | TicketAssigned
     | TicketEscalated
     | AgentThanked
+    | NoticeSent
 )
 EVENT_TYPES: tuple[type[Event], ...] = AnyEvent.__args__
 

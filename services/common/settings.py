@@ -48,8 +48,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
                                   "(the topmost one) counts as evidence about From, "
                                   "comma-separated; empty = trust none"),
     "TIDYDESK_HEALTH_HOST": ("127.0.0.1", "address of every service's /healthz and /readyz"),
-    "TIDYDESK_HEALTH_PORT": ("8090", "health port of ingest; threading, policy, notify, queue "
-                             "get the next ones (+1..+4); 0 = free ports chosen at start"),
+    "TIDYDESK_HEALTH_PORT": ("8090", "health port of ingest; threading, policy, notify, queue, "
+                             "desk get the next ones (+1..+5); 0 = free ports chosen at start"),
     "TIDYDESK_POSTMARK_AUTH": ("", "user:password pairs Postmark may send as Basic auth (put "
                                "them in its inbound webhook URL); empty = bearer token only"),
     "TIDYDESK_SENDGRID_AUTH": ("", "user:password pairs for SendGrid Inbound Parse Basic auth "
@@ -59,7 +59,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "TIDYDESK_SES_TOPIC_ARNS": ("", "SNS topic ARNs whose SES receipts /inbound/ses takes, "
                                 "comma-separated; empty = none"),
 }
-SERVICES = ("ingest", "threading", "policy", "notify", "queue")  # health port order too
+SERVICES = ("ingest", "threading", "policy", "notify", "queue", "desk")  # health port order too
 SECRETS = frozenset({"TIDYDESK_WEBHOOK_SECRET", "TIDYDESK_API_TOKEN",
                      "TIDYDESK_POSTMARK_AUTH", "TIDYDESK_SENDGRID_AUTH",
                      "TIDYDESK_MAILGUN_SIGNING_KEY"})

@@ -54,7 +54,8 @@ def _hhmm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def _days(spec: str) -> list[int]:
+def parse_days(spec: str) -> list[int]:
+    """`"mon,wed-fri"` -> [0, 2, 3, 4]; a range may wrap the week (`fri-mon`)."""
     out: list[int] = []
     for part in spec.lower().split(","):
         first, dash, last = part.strip().partition("-")
@@ -94,7 +95,7 @@ def parse_weekly(spec: str) -> tuple[tuple[Span, ...], ...]:
         if not ranges.strip():
             raise ValueError(f"{group!r}: give days then ranges, e.g. 'mon-fri 09:00-18:00'")
         spans = [_span(r) for r in ranges.split(",")]
-        for day in _days(days):
+        for day in parse_days(days):
             week[day].extend(spans)
     for name, spans in zip(DAYS, week, strict=True):
         spans.sort()

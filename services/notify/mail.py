@@ -26,7 +26,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from tidydesk.common.events import Envelope, ReplySent
+from tidydesk.common.events import Envelope, NoticeSent, ReplySent
 from tidydesk.common.store import digest_key
 
 log = structlog.get_logger()
@@ -38,9 +38,14 @@ class InFlight(Exception):
     """Another live process is mailing this reply right now; retry later."""
 
 
-def outbound_mail(e: ReplySent) -> EmailMessage:
-    """The agent's reply as a mail that threads back: Message-ID indexed, token Reply-To."""
+def outbound_mail(e: ReplySent | NoticeSent) -> EmailMessage:
+    """The agent's reply as a mail that threads back: Message-ID indexed, token Reply-To.
+    An automatic reply says so (RFC 3834); a notice to the team is auto-generated."""
+    if isinstance(e, NoticeSent):
+        return notice_mail(e)
     mail = EmailMessage()
+    if e.auto:
+        mail["Auto-Submitted"] = "auto-replied"
     mail["From"] = e.sender
     mail["To"] = e.to
     mail["Reply-To"] = e.reply_to
@@ -55,8 +60,20 @@ def outbound_mail(e: ReplySent) -> EmailMessage:
     return mail
 
 
+def notice_mail(e: NoticeSent) -> EmailMessage:
+    """A notice to someone on the team (escalation, kudos): no reply token, RFC 3834."""
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = e.sender, e.to, e.subject
+    mail["Message-ID"] = f"<{e.message_id}>"
+    mail["Date"] = formatdate(localtime=False)
+    mail["Auto-Submitted"] = "auto-generated"
+    mail.set_content(e.text)
+    return mail
+
+
 class Mailer:
-    """Handler of the `notify-mail` consumer: mails reply.sent, ignores every other event."""
+    """Handler of the `notify-mail` consumer: mails reply.sent and notice.sent, ignores every
+    other event."""
 
     def __init__(self, nc: Client, ns: str, relay: str) -> None:
         self.nc, self.ns, self.relay = nc, ns, relay
@@ -81,7 +98,7 @@ class Mailer:
             smtp.send_message(mail)
 
     async def handle(self, seq: int, env: Envelope) -> None:
-        if not isinstance(env.data, ReplySent):
+        if not isinstance(env.data, ReplySent | NoticeSent):
             return
         if not self.relay:
             log.warning("reply_not_mailed", ticket_id=env.data.ticket_id,
@@ -89,7 +106,7 @@ class Mailer:
             return
         await self.deliver(env.data)
 
-    async def deliver(self, reply: ReplySent) -> None:
+    async def deliver(self, reply: ReplySent | NoticeSent) -> None:
         """Mail one reply unless the outbox says it went out; see the module docstring."""
         if self._kv is None:
             await self.start()

@@ -83,9 +83,9 @@ def test_up_refuses_to_start_on_a_taken_port(listening: int, monkeypatch: pytest
 
 def test_health_ports_are_distinct_when_chosen_freely() -> None:
     ports = cli.health_ports(Settings.from_env({"TIDYDESK_HEALTH_PORT": "0"}))
-    assert list(ports) == list(cli.SERVICES) and len(set(ports.values())) == 5
+    assert list(ports) == list(cli.SERVICES) and len(set(ports.values())) == len(cli.SERVICES)
     fixed = cli.health_ports(Settings.from_env({"TIDYDESK_HEALTH_PORT": "9100"}))
-    assert list(fixed.values()) == [9100, 9101, 9102, 9103, 9104]
+    assert list(fixed.values()) == [9100, 9101, 9102, 9103, 9104, 9105]
 
 
 def test_backoff_doubles_caps_and_starts_over_after_a_healthy_run() -> None:
