@@ -1,7 +1,8 @@
-"""In-memory adapters of the EventStore and Index ports, for offline runs and unit tests."""
+"""In-memory adapters of the EventStore, Index and RawMailStore ports (offline runs, tests)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 
 from tidydesk.common.events import Envelope, Event, envelope
@@ -59,3 +60,18 @@ class InMemoryIndex:
     async def next_number(self, ticket_id: str) -> int:
         self.number += 1
         return self.number
+
+
+class InMemoryRawStore:
+    """Same contract as JetStreamRawStore."""
+
+    def __init__(self) -> None:
+        self.mails: dict[str, bytes] = {}
+
+    async def put(self, raw: bytes) -> str:
+        digest = hashlib.sha256(raw).hexdigest()
+        self.mails.setdefault(digest, raw)
+        return digest
+
+    async def get(self, digest: str) -> bytes | None:
+        return self.mails.get(digest)

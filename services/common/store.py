@@ -391,7 +391,14 @@ class KvIndex:
 
 
 
-class RawStore:
+class RawMailStore(Protocol):
+    """Port: raw RFC 5322 bytes, kept by their sha256 (hex), which `put` returns."""
+
+    async def put(self, raw: bytes) -> str: ...
+    async def get(self, digest: str) -> bytes | None: ...
+
+
+class JetStreamRawStore:
     """Raw RFC 5322 bytes by sha256: a mail that fits one NATS message is one publish to
     `{ns}.raw.<digest>` (stream `{NS}_RAW`), a bigger one goes to the object store."""
 
@@ -439,6 +446,9 @@ class RawStore:
         except NotFoundError:
             return None
         return result.data
+
+
+RawStore = JetStreamRawStore  # the name the services compose it by
 
 
 async def close(nc: Client) -> None:
