@@ -15,15 +15,17 @@ import base64
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
@@ -38,9 +40,20 @@ from tidydesk.connectors.rt import DURABLE, NAME, RequestTracker, RtSettings
 from tidydesk.connectors.sync import Connector, KvLinks, Link, ensure_consumer
 from tidydesk.policy import config
 
+T = TypeVar("T")
 RT_SERVER = Path("/usr/share/request-tracker5/libexec/rt-server")
 RT_SETUP = Path("/usr/sbin/rt-setup-database")
 START_WITHIN = 120.0  # s for RT to answer after start (it compiles its templates first)
+TOKEN_SCRIPT = """
+use strict; use warnings;
+use lib '/usr/share/request-tracker5/lib';
+use RT; RT::LoadConfig(); RT::Init();
+my $root = RT::User->new(RT->SystemUser); $root->Load('root');
+my ($ok, $msg, $auth) = RT::AuthToken->new(RT::CurrentUser->new($root))->Create(
+    Owner => $root->Id, Description => 'tidydesk connector');
+die "token: $msg\\n" unless $ok;
+print "$auth\\n";
+"""
 
 
 def _answers(url: str) -> bool:
@@ -53,12 +66,18 @@ def _answers(url: str) -> bool:
         return False
 
 
+class RtServer(msgspec.Struct, frozen=True):
+    settings: RtSettings  # root over basic auth
+    token: str = ""  # an RT auth token of root's, when the RT is ours
+
+
 @pytest.fixture(scope="session")
-def rt_server() -> Iterator[RtSettings]:
+def rt_server() -> Iterator[RtServer]:
     """A running RT 5: the one named by TIDYDESK_TEST_RT_URL, or a private one started here."""
     if url := os.environ.get("TIDYDESK_TEST_RT_URL"):
-        yield RtSettings(url=url, user=os.environ.get("TIDYDESK_TEST_RT_USER", "root"),
-                         password=os.environ.get("TIDYDESK_TEST_RT_PASSWORD", "password"))
+        yield RtServer(RtSettings(
+            url=url, user=os.environ.get("TIDYDESK_TEST_RT_USER", "root"),
+            password=os.environ.get("TIDYDESK_TEST_RT_PASSWORD", "password")))
         return
     if not (RT_SERVER.exists() and RT_SETUP.exists()):
         pytest.skip("Request Tracker 5 is not installed (Debian: apt-get install -y "
@@ -89,6 +108,10 @@ Set($MailCommand, 'testfile');
     if setup.returncode != 0:
         raise RuntimeError(f"rt-setup-database failed: {setup.stdout[-2000:]}"
                            f"{setup.stderr[-2000:]}")
+    made = subprocess.run(["perl", "-e", TOKEN_SCRIPT], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    if made.returncode != 0:
+        raise RuntimeError(f"no RT auth token: {made.stderr[-2000:]}")
     log = (root / "rt-server.log").open("w")
     proc = subprocess.Popen([str(RT_SERVER), "--port", str(port)], env=env, cwd=root,
                             stdout=log, stderr=subprocess.STDOUT)
@@ -100,7 +123,8 @@ Set($MailCommand, 'testfile');
                 raise RuntimeError("rt-server did not start: "
                                    + (root / "rt-server.log").read_text()[-2000:])
             time.sleep(0.2)
-        yield RtSettings(url=url, user="root", password="password")
+        yield RtServer(RtSettings(url=url, user="root", password="password"),
+                       token=made.stdout.strip().splitlines()[-1])
     finally:
         proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -159,23 +183,40 @@ class Rt:
 
 
 @pytest.fixture
-async def rt(stack: Stack, rt_server: RtSettings) -> AsyncIterator[tuple[Rt, Connector]]:
-    """A queue of the test's own in RT, and the connector feeding it from the stack."""
-    settings = msgspec.structs.replace(rt_server, queue=stack.ns)
+async def rt_queue(stack: Stack, rt_server: RtServer) -> AsyncIterator[Rt]:
+    """A queue of the test's own in RT (named as its namespace), read over REST2."""
+    settings = msgspec.structs.replace(rt_server.settings, queue=stack.ns)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
         helpdesk = RequestTracker(http, settings)
         await helpdesk.call("POST", "/queue", {"Name": stack.ns})
-        await ensure_consumer(stack.js, stack.ns, DURABLE, api.DeliverPolicy.ALL)
-        connector = Connector(stack.store, helpdesk, KvLinks(stack.js, stack.ns, NAME))
-        task = asyncio.create_task(consume(stack.js, stack.ns, DURABLE, connector.handle,
-                                           batch=1))
         try:
-            yield Rt(helpdesk, stack.ns), connector
+            yield Rt(helpdesk, stack.ns)
         finally:
-            task.cancel()
-            await asyncio.wait([task], timeout=15)
             with contextlib.suppress(Exception):
                 await stack.js.delete_key_value(f"{stack.ns}_connector_{NAME}")
+
+
+@pytest.fixture
+async def rt(stack: Stack, rt_queue: Rt) -> AsyncIterator[tuple[Rt, Connector]]:
+    """The connector feeding the test's RT queue from the stack, in this event loop."""
+    await ensure_consumer(stack.js, stack.ns, DURABLE, api.DeliverPolicy.ALL)
+    connector = Connector(stack.store, rt_queue.helpdesk, KvLinks(stack.js, stack.ns, NAME))
+    task = asyncio.create_task(consume(stack.js, stack.ns, DURABLE, connector.handle, batch=1))
+    try:
+        yield rt_queue, connector
+    finally:
+        task.cancel()
+        await asyncio.wait([task], timeout=15)
+
+
+async def rt_shows(check: Callable[[], Awaitable[T]], within: float = 90.0) -> T:
+    """`eventually` for checks that ask RT: a pause between polls leaves the (one-process)
+    rt-server to the connector's requests."""
+    async def paced() -> T:
+        await asyncio.sleep(0.25)
+        return await check()
+
+    return await eventually(paced, within=within)
 
 
 async def _one_ticket(stack: Stack) -> str:
@@ -193,7 +234,7 @@ async def test_decisions_arrive_in_rt_as_rt_operations(
     tid = await _one_ticket(stack)
 
     # a new ticket: created in the queue, with the requester and the first message
-    (first,) = await eventually(view.tickets, within=60)
+    (first,) = await rt_shows(view.tickets)
     rt_id = str(first["id"])
     assert first["Subject"] == "Printer prints blank pages"
     assert [r["id"] for r in first["Requestor"]] == ["alice@example.com"]
@@ -208,7 +249,7 @@ async def test_decisions_arrive_in_rt_as_rt_operations(
     async def corresponded() -> bool:
         return await view.kinds(rt_id) == ["Create", "Correspond"]
 
-    await eventually(corresponded, within=60)
+    await rt_shows(corresponded)
     assert (await view.texts(rt_id))[1] == ("Correspond", "I replaced the toner, still blank.")
 
     # solved in tidydesk: resolved in RT
@@ -220,7 +261,7 @@ async def test_decisions_arrive_in_rt_as_rt_operations(
     async def resolved() -> bool:
         return await status() == "resolved"
 
-    await eventually(resolved, within=60)
+    await rt_shows(resolved)
 
     # a thank-you after the solve: a comment, and the RT ticket stays resolved
     await stack.intake.accept(mail("r3@example.com", "Thank you so much!",
@@ -230,7 +271,7 @@ async def test_decisions_arrive_in_rt_as_rt_operations(
     async def commented() -> bool:
         return await view.kinds(rt_id) == ["Create", "Correspond", "Comment"]
 
-    await eventually(commented, within=60)
+    await rt_shows(commented)
     kind, note = (await view.texts(rt_id))[2]
     assert kind == "Comment" and "Thank you so much!" in note and "kept it solved" in note
     assert await status() == "resolved"
@@ -244,7 +285,7 @@ async def test_decisions_arrive_in_rt_as_rt_operations(
         tickets = await view.tickets()
         return tickets if len(tickets) == 2 else []
 
-    old, new = await eventually(split, within=60)
+    old, new = await rt_shows(split)
     assert str(old["id"]) == rt_id and Rt.refers_to(new) == [rt_id]
     assert [r["id"] for r in new["Requestor"]] == ["alice@example.com"]
     assert (await view.texts(str(new["id"])))[0][1].startswith("It works, thanks! Separately")
@@ -260,7 +301,7 @@ async def test_decisions_arrive_in_rt_as_rt_operations(
     async def reopened() -> bool:
         return (await view.kinds(rt_id))[-1:] == ["Correspond"] and await status() == "open"
 
-    await eventually(reopened, within=60)
+    await rt_shows(reopened)
 
     # every event of both tickets delivered again: RT gets nothing twice
     before = {t["id"]: await view.kinds(str(t["id"])) for t in await view.tickets()}
@@ -285,3 +326,54 @@ async def test_a_create_that_rt_did_but_nobody_recorded_is_found_not_repeated(
     assert [str(t["id"]) for t in await view.tickets()] == [made]
     link = await links.get(op.ticket_id)
     assert link is not None and link.external == made and link.done(7, 0)
+
+
+class Runner:
+    """`python -m tidydesk.connectors.rt` as its own process, as an operator runs it."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "tidydesk.connectors.rt"],
+                                     env=self.env)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+
+async def test_the_runner_process_killed_and_restarted_repeats_nothing(
+        stack: Stack, rt_queue: Rt, rt_server: RtServer, nats_url: str) -> None:
+    if not rt_server.token:
+        pytest.skip("no RT auth token for an RT given by TIDYDESK_TEST_RT_URL")
+    runner = Runner({**os.environ, "TIDYDESK_NATS_URL": nats_url,
+                     "TIDYDESK_NAMESPACE": stack.ns, "TIDYDESK_RT_URL": rt_server.settings.url,
+                     "TIDYDESK_RT_QUEUE": stack.ns, "TIDYDESK_RT_TOKEN": rt_server.token,
+                     "TIDYDESK_RT_START": "all"})
+    runner.start()
+    try:
+        await stack.intake.accept(mail("k1@example.com", "The scanner jams on every page.",
+                                       subject="Scanner jams"))
+        (created,) = await rt_shows(rt_queue.tickets)
+        rt_id = str(created["id"])
+        assert runner.stop(signal.SIGKILL) != 0  # no goodbye: whatever was in flight stays
+        await stack.intake.accept(mail("k2@example.com", "It also jams with one page.",
+                                       subject="Re: Scanner jams", in_reply_to="k1@example.com"))
+        runner.start()  # the durable goes on where it was, the KV record says what is done
+
+        async def corresponded() -> bool:
+            return await rt_queue.kinds(rt_id) == ["Create", "Correspond"]
+
+        await rt_shows(corresponded)
+        assert [str(t["id"]) for t in await rt_queue.tickets()] == [rt_id]
+        assert runner.stop() == 0  # SIGTERM: a clean stop
+    finally:
+        if runner.proc is not None and runner.proc.poll() is None:
+            runner.stop(signal.SIGKILL)
