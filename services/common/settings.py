@@ -55,7 +55,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "TIDYDESK_SENDGRID_AUTH": ("", "user:password pairs for SendGrid Inbound Parse Basic auth "
                                "(in the Parse URL); empty = bearer token only"),
     "TIDYDESK_MAILGUN_SIGNING_KEY": ("", "Mailgun webhook signing key; empty = "
-                                     "/inbound/mailgun refuses every delivery"),
+                                     "/inbound/mailgun/mime refuses every delivery"),
     "TIDYDESK_SES_TOPIC_ARNS": ("", "SNS topic ARNs whose SES receipts /inbound/ses takes, "
                                 "comma-separated; empty = none"),
 }

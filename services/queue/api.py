@@ -1004,8 +1004,8 @@ ROUTES: list[Op] = [
        "or a bearer token with scope intake; the tenant is ?mailbox= else envelope.to",
        None, (MAILBOX_Q,), SendgridForm, ("multipart/form-data",), ok=202,
        response=IntakeResult, errors=(400, 401, 403, 422)),
-    Op("POST", "/inbound/mailgun", inbound_mailgun, "take a Mailgun route forwarded to this "
-       "URL (store/forward to .../mime). Auth: HMAC-SHA256 signature with "
+    Op("POST", "/inbound/mailgun/mime", inbound_mailgun, "take a Mailgun route forwarded "
+       "to this URL (raw MIME as body-mime). Auth: HMAC-SHA256 signature with "
        "TIDYDESK_MAILGUN_SIGNING_KEY, timestamp within 5 min, token used once; the tenant is "
        "?mailbox= else recipient", None, (MAILBOX_Q,), MailgunForm,
        ("multipart/form-data", "application/x-www-form-urlencoded"), ok=202,

@@ -211,8 +211,8 @@ def check_mailgun(fields: dict[str, bytes], key: bytes, now: float | None = None
 
 
 def mailgun_mail(fields: dict[str, bytes]) -> tuple[bytes, list[str]]:
-    raw = raw_field(fields, "body-mime", "forward the Mailgun route to this URL ending in "
-                    "/mime, so the raw mail is posted")
+    raw = raw_field(fields, "body-mime", "forward the Mailgun route to a URL ending in "
+                    "/mime (/inbound/mailgun/mime), so the raw mail is posted")
     return raw, [a.strip() for a in text(fields, "recipient").split(",") if "@" in a]
 
 

@@ -145,7 +145,7 @@ def _multipart(fields: dict[str, str]) -> aiohttp.FormData:
 
 async def test_mailgun_signed_delivery_becomes_a_ticket_of_its_recipient(
         stack: Stack, served: str) -> None:
-    url = f"{served}/inbound/mailgun"
+    url = f"{served}/inbound/mailgun/mime"
     raw = mail("mg1@example.com", "Via Mailgun", subject="Via Mailgun")
     fields = _mailgun(raw, "help@beta.example", token="t" * 50)
     await _post(url, status=202, data=_multipart(fields))
@@ -158,7 +158,7 @@ async def test_mailgun_signed_delivery_becomes_a_ticket_of_its_recipient(
 
 
 async def test_mailgun_refuses_forged_stale_and_replayed_deliveries(served: str) -> None:
-    url = f"{served}/inbound/mailgun"
+    url = f"{served}/inbound/mailgun/mime"
     raw = mail("mg3@example.com", "Forged", subject="Forged")
     forged = _mailgun(raw, "help@beta.example", token="v" * 50, key=b"not-the-key")
     assert "signature" in (await _post(url, status=403, data=forged))["detail"]
@@ -184,7 +184,7 @@ async def test_mailgun_refuses_forged_stale_and_replayed_deliveries(served: str)
 async def test_mailgun_refuses_everything_without_a_signing_key(
         api: str, api_headers: dict[str, str]) -> None:
     raw = mail("mg5@example.com", "No key", subject="No key")
-    problem = await _post(f"{api}/inbound/mailgun", status=403, headers=api_headers,
+    problem = await _post(f"{api}/inbound/mailgun/mime", status=403, headers=api_headers,
                           data=_mailgun(raw, "help@beta.example", token="z" * 50))
     assert "TIDYDESK_MAILGUN_SIGNING_KEY" in problem["detail"]
 
