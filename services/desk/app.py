@@ -297,8 +297,9 @@ class DeskService:
         sender had none within the window."""
         ticket = view.ticket
         hours = hours_for(await load_hours(self.js, self.ns), ticket.mailbox)
-        if hours is None or is_open(hours, at) or not ticket.requester:
-            return []
+        if hours is None or is_open(hours, at) or not ticket.requester or (
+                ticket.requester.lower() in ticket.support_addresses()):
+            return []  # open, or nobody to answer but ourselves
         try:
             back = next_open(hours, at)
         except ValueError:
