@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from email import message_from_bytes, policy
@@ -383,6 +384,61 @@ def cmd_queue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if value >= 2 * size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value:.0f} s"
+
+
+COUNT_NAMES = ("opened", "solved", "reopened", "acknowledged", "split", "merged")
+
+
+def stats_text(stats: dict[str, Any]) -> str:
+    """GET /stats as a person reads it."""
+    def counts(c: dict[str, int]) -> str:
+        return "  ".join(f"{name} {c[name]}" for name in COUNT_NAMES)
+
+    rate = stats["reopen_rate"]
+    lines = [f"{stats['since']} .. {stats['until']}  ({stats['mailbox'] or 'all mailboxes'})",
+             counts(stats["totals"]) + "  reopen rate " +
+             ("-" if rate is None else f"{rate:.0%}") + "  (thank-yous are not reopens)", ""]
+    for title, times in (("first response", stats["first_response"]),
+                         ("resolution", stats["resolution"])):
+        wall, business = times["wall"], times["business"]
+        line = (f"{title:<15} p50 {_seconds(wall['p50'])}, p90 {_seconds(wall['p90'])} wall")
+        if business:
+            line += (f"; p50 {_seconds(business['p50'])}, p90 {_seconds(business['p90'])}"
+                     " business")
+        lines.append(f"{line}  ({wall['count']} tickets)")
+    for title, groups in (("by tag", stats["by_tag"]), ("by language", stats["by_language"])):
+        lines += ["", f"{title}:"] + ([f"  {name:<16} {counts(c)}" for name, c in
+                                       groups.items()] or ["  (none)"])
+    lines += ["", "kudos: " + (", ".join(f"{a or '(no agent)'} {n}" for a, n in
+                                         stats["kudos"].items()) or "none")]
+    lines.append("rising tags: " + (", ".join(
+        f"{r['tag']} {r['this_week']} (last week {r['last_week']})" for r in stats["rising"])
+        or "none"))
+    busy = [d for d in stats["per_day"] if any(d[n] for n in COUNT_NAMES)]
+    lines += ["", "per day:"] + [f"  {d['day']}  {counts(d)}" for d in busy] if busy else []
+    return "\n".join(lines)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    query = urllib.parse.urlencode({k: v for k, v in (
+        ("since", args.since), ("until", args.until), ("mailbox", args.mailbox)) if v})
+    try:
+        stats = _api("/stats" + (f"?{query}" if query else ""), args.timeout)
+    except urllib.error.HTTPError as exc:
+        return _api_refused(exc)
+    except OSError as exc:
+        return unreachable("HTTP API", _api_where(), exc, args.timeout)
+    print(json.dumps(stats, indent=2, ensure_ascii=False) if args.json else stats_text(stats))
+    return 0
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     body = json.dumps({"into": args.into, "agent": args.agent}).encode()
     try:
@@ -546,6 +602,13 @@ def main(argv: list[str] | None = None) -> int:
                        help="print tickets as a table (from the HTTP API)")
     p.add_argument("--status", default="open", help="open, solved, closed, a comma list, or all")
     p.set_defaults(fn=cmd_queue)
+    p = sub.add_parser("stats", parents=[waits], help="counts, reopen rate, response and "
+                       "resolution times, tags, languages, kudos (GET /stats)")
+    p.add_argument("--since", help="first UTC day, YYYY-MM-DD (default: 29 days before until)")
+    p.add_argument("--until", help="last UTC day, YYYY-MM-DD (default: today)")
+    p.add_argument("--mailbox", help="only this mailbox")
+    p.add_argument("--json", action="store_true", help="the JSON as the API answers it")
+    p.set_defaults(fn=cmd_stats)
     p = sub.add_parser("merge", parents=[waits],
                        help="merge a ticket into another (by id or number)")
     p.add_argument("ticket")

@@ -4,6 +4,9 @@ GET /stats, GET /customers/{address}, the event feed, and the page's cookie sign
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -237,6 +240,8 @@ async def test_stats_customers_and_feed(desk: Stack, url: str) -> None:
             e["type"] for e in feed["events"]}
         tail = await call(http, "GET", f"{url}/events?after={seqs[-2]}", 200)
         assert [e["seq"] for e in tail["events"]] == seqs[-1:]
+        latest = await call(http, "GET", f"{url}/events?limit=2", 200)  # no `after`: the last
+        assert [e["seq"] for e in latest["events"]] == seqs[-2:]
         await call(http, "GET", f"{url}/events?after=-1", 400)
 
     # another tenant's token sees none of it
@@ -298,3 +303,32 @@ async def test_solved_then_reopened_counts_in_the_projection(desk: Stack) -> Non
     assert row is not None
     assert row["reopen_count"] == 1 and row["solved_at"] is None and row["status"] == "open"
     assert row["language"] == "latin" and row["first_response_at"] is None
+
+
+async def test_tidydesk_stats_prints_what_the_api_answers(desk: Stack, url: str) -> None:
+    tid = await open_ticket(desk, "k1@example.com", "프린터가 고장났어요.")
+    await desk.store.decide(tid, lambda t: [(TicketSolved(ticket_id=tid, agent="kim"), "s")])
+    await projected(desk, tid)
+    headers = await token(desk, "read")
+    env = {**os.environ, "TIDYDESK_HTTP_HOST": "127.0.0.1",
+           "TIDYDESK_HTTP_PORT": url.rsplit(":", 1)[1],
+           "TIDYDESK_API_TOKEN": headers["Authorization"].split()[1]}
+
+    async def cli(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tidydesk.cli", "stats", *args, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    code, out, err = await cli()
+    assert code == 0, err
+    assert "opened 1  solved 1  reopened 0  acknowledged 0  split 0  merged 0" in out
+    assert "reopen rate 0%" in out and "ko " in out and "per day:" in out
+    code, out, err = await cli("--json", "--mailbox", "support@acme.example")
+    assert code == 0 and json.loads(out)["totals"]["opened"] == 1
+    code, out, err = await cli("--since", "yesterday")
+    assert code == 1 and "since must be a date YYYY-MM-DD" in err
+    env["TIDYDESK_API_TOKEN"] = ""
+    code, out, err = await cli()
+    assert code == 1 and "401" in err and "TIDYDESK_API_TOKEN" in err
