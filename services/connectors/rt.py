@@ -19,6 +19,7 @@ import sys
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
@@ -100,6 +101,10 @@ class RequestTracker:
                 raise RuntimeError(f"RT {method} {path} answered {resp.status}: {text[:500]}")
             return msgspec.json.decode(text) if text else None
 
+    async def check(self) -> None:
+        """Fail at start, with RT's answer, when RT or the queue cannot be used as set."""
+        await self.call("GET", f"/queue/{quote(self.settings.queue, safe='')}")
+
     async def create(self, op: Create, refers_to: str | None) -> str:
         body: dict[str, Any] = {"Queue": self.settings.queue, "Subject": op.subject,
                                 "Requestor": op.requester, "Content": op.text or "(no text)",
@@ -150,8 +155,9 @@ async def run(settings: Settings, rt: RtSettings) -> None:
         deliver = api.DeliverPolicy.ALL if rt.start == "all" else api.DeliverPolicy.NEW
         await ensure_consumer(js, ns, DURABLE, deliver)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-            connector = Connector(JetStreamEventStore(js, ns), RequestTracker(http, rt),
-                                  KvLinks(js, ns, NAME))
+            helpdesk = RequestTracker(http, rt)
+            await helpdesk.check()
+            connector = Connector(JetStreamEventStore(js, ns), helpdesk, KvLinks(js, ns, NAME))
             log.info("connector_started", rt=rt.url, queue=rt.queue, consumer=DURABLE)
             await consume(js, ns, DURABLE, connector.handle, batch=1)
     finally:
@@ -181,7 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    asyncio.run(body())
+    try:
+        asyncio.run(body())
+    except (RtRefused, aiohttp.ClientError, OSError) as exc:
+        print(f"tidydesk connector-rt: cannot use RT at {rt.url}, queue {rt.queue!r}: {exc}",
+              file=sys.stderr)
+        return 2
     return 0
 
 

@@ -42,6 +42,10 @@ log = structlog.get_logger()
 BUDGET_FROM = "notify-mail"  # the retry budget (max_deliver, backoff) connectors share
 
 
+class CreatePending(Exception):
+    """An operation on a ticket whose create failed or has not finished."""
+
+
 class Link(msgspec.Struct, frozen=True, kw_only=True):
     """A tidydesk ticket over there: its id and the last operation that went through."""
 
@@ -135,10 +139,12 @@ class Connector:
             return
         if isinstance(op, Create):
             external = await self.create(seq, step, op, link)
-        elif link is None or not link.external:
+        elif link is None:
             log.warning("connector_unlinked", op=type(op).__name__, seq=seq,
                         why="the ticket was opened before the connector started")
             return
+        elif not link.external:  # retried, then parked: `tidydesk parked retry` after the fix
+            raise CreatePending(f"ticket {op.ticket_id}: its create has not gone through")
         else:
             external = link.external
             match op:

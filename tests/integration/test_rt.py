@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 import pytest
+from nats.aio.client import Client
 from nats.js import api
 
 from tests.conftest import Stack, eventually, free_port, mail
@@ -377,3 +378,22 @@ async def test_the_runner_process_killed_and_restarted_repeats_nothing(
     finally:
         if runner.proc is not None and runner.proc.poll() is None:
             runner.stop(signal.SIGKILL)
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"TIDYDESK_RT_QUEUE": "No such queue"}, "answered 404"),
+    ({"TIDYDESK_RT_TOKEN": "1-1-notatoken"}, "answered 401"),
+])
+def test_the_runner_refuses_to_start_on_a_wrong_queue_or_token(
+        rt_server: RtServer, nats_url: str, nc: Client, ns: str, change: dict[str, str],
+        says: str) -> None:
+    # `nc`: the namespace's streams exist and are deleted after the test
+    if not rt_server.token:
+        pytest.skip("no RT auth token for an RT given by TIDYDESK_TEST_RT_URL")
+    env = {**os.environ, "TIDYDESK_NATS_URL": nats_url, "TIDYDESK_NAMESPACE": ns,
+           "TIDYDESK_RT_URL": rt_server.settings.url, "TIDYDESK_RT_QUEUE": "General",
+           "TIDYDESK_RT_TOKEN": rt_server.token, **change}
+    done = subprocess.run([sys.executable, "-m", "tidydesk.connectors.rt"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "tidydesk connector-rt: cannot use RT" in done.stderr
+    assert says in done.stderr

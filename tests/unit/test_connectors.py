@@ -23,7 +23,7 @@ from tidydesk.common.events import (
 from tidydesk.common.ticket import Ticket, fold
 from tidydesk.connectors.port import Comment, Correspond, Create, Op, SetStatus, plan
 from tidydesk.connectors.rt import RtSettings, ticket_sql
-from tidydesk.connectors.sync import Connector, Link, MemoryLinks
+from tidydesk.connectors.sync import Connector, CreatePending, Link, MemoryLinks
 
 DECIDED = dict(ticket_id="t1", policy="content-aware", version="3", confidence=0.9,
                reasons=("thanks only",))
@@ -152,6 +152,14 @@ async def test_an_unrecorded_create_is_found_and_an_unknown_ticket_left_alone() 
     assert desk.done == [] and links.links["t1"] == Link(external="77", seq=5, step=0)
     await connector.apply(9, 0, Correspond(ticket_id="nobody", text="hi"))
     assert desk.done == [] and "nobody" not in links.links
+
+
+async def test_an_operation_on_a_ticket_whose_create_failed_waits_for_it() -> None:
+    desk, links = Desk(), MemoryLinks()
+    await links.put("t1", Link(external="", seq=5, step=0, since=datetime.now(UTC)))
+    with pytest.raises(CreatePending, match="t1"):  # retried, then parked: never dropped
+        await Connector(Events(), desk, links).apply(6, 0, Correspond(ticket_id="t1", text="x"))
+    assert desk.done == []
 
 
 def test_rt_settings_say_what_is_missing() -> None:
