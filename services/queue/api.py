@@ -617,8 +617,14 @@ async def accept_held(request: web.Request) -> web.Response:
                          202, await _version(request, row["id"]))
         raise _not_found(f"held message {message_id!r} on this ticket")
     _check_version(ticket, accepted)
-    changed = await asyncio.shield(Threader(store, request.app[INDEX]).accept_held(
-        row["id"], message_id, cmd.agent))
+    threader = Threader(store, request.app[INDEX])
+    if ticket.merged_into is not None:  # the conversation goes on there: it joins there
+        went = await asyncio.shield(threader.move_held(row["id"], message_id,
+                                                       ticket.merged_into, cmd.agent))
+        return _json(HeldResult(message_id=message_id, ticket=went or row["id"],
+                                changed=went is not None), 202,
+                     await _version(request, row["id"]))
+    changed = await asyncio.shield(threader.accept_held(row["id"], message_id, cmd.agent))
     return _json(HeldResult(message_id=message_id, ticket=row["id"], changed=changed), 202,
                  await _version(request, row["id"]))
 

@@ -133,3 +133,30 @@ async def test_another_tenants_token_cannot_see_or_act_on_held_messages(
                 http.get(f"{api}/tickets/{ticket}/held") as r):
         assert r.status == 200 and len((await r.json())["held"]) == 1
     assert "x1@example.com" in (await stack.store.load(ticket)).held
+
+
+async def test_accepting_a_message_held_on_a_merged_ticket_joins_the_live_one(
+        stack: Stack, api: str, api_headers: dict[str, str]) -> None:
+    await stack.intake.accept(mail("y0@example.com", "Help", sender="lee@example.com",
+                                   subject="One"))
+    await stack.intake.accept(mail("z0@example.com", "Help too", sender="kai@example.com",
+                                   subject="Two"))
+    await eventually(lambda: stack.pool.fetchval("SELECT count(*) = 2 FROM tickets"))
+    await stack.intake.accept(mail("y1@example.com", "me too", sender="eve@example.com",
+                                   in_reply_to="y0@example.com"))
+    source = await _held_on(stack, "y1@example.com")
+    (target,) = [str(r["id"]) for r in await stack.pool.fetch(T) if r["id"] != source]
+    async with aiohttp.ClientSession(headers=api_headers) as http:
+        async with http.post(f"{api}/tickets/{source}/merge", json={"into": target}) as r:
+            assert r.status == 202
+        async with http.post(f"{api}/tickets/{source}/held/y1@example.com/accept",
+                             json={}) as r:
+            assert r.status == 202 and (await r.json())["ticket"] == target
+
+    async def joined() -> bool:
+        count = await stack.pool.fetchval("SELECT message_count FROM tickets WHERE id = $1",
+                                          target)
+        return count == 3 and await _home(stack, "y1@example.com") == (target, "moved")
+
+    await eventually(joined)
+    assert (await stack.store.load(source)).held == {}
