@@ -46,6 +46,7 @@ from tidydesk.common.events import (
 )
 from tidydesk.common.runtime import stop_if_cancelled
 from tidydesk.common.store import tenant
+from tidydesk.desk.text import language
 
 log = structlog.get_logger()
 TABLES = ("tickets", "messages", "rejected", "events", "ticket_tags")
@@ -62,17 +63,6 @@ POISON_CLASSES = ("22", "23", "54")
 # is the row of the ticket's tenant (any row while the ticket is not projected)
 _OF_TICKET = ("message_id = $1 AND tenant = coalesce((SELECT lower(regexp_replace(mailbox,"
               " '^.*@', '')) FROM tickets WHERE id = $2), tenant)")
-
-
-def language(text: str) -> str:
-    """Rough language of a text by script: ko, ja, zh, else latin (or other: no letters)."""
-    if any("\uac00" <= c <= "\ud7a3" for c in text):
-        return "ko"
-    if any("\u3040" <= c <= "\u30ff" for c in text):
-        return "ja"
-    if any("\u4e00" <= c <= "\u9fff" for c in text):
-        return "zh"
-    return "latin" if any(c.isalpha() for c in text) else "other"
 
 
 async def _live(conn: Conn, ticket_id: str) -> str:
@@ -125,7 +115,7 @@ async def apply(conn: Conn, seq: int, env: Envelope, tail: Tail | None = None) -
             opening = await conn.fetchval(f"SELECT reply FROM messages WHERE {_OF_TICKET}",
                                           e.message_id, e.ticket_id)
             await conn.execute("UPDATE tickets SET language = $2 WHERE id = $1", e.ticket_id,
-                               language(f"{e.subject}\n{opening or ''}"))
+                               language(f"{e.subject}\n{opening or ''}") or None)
         case MessageThreaded() as e:
             await conn.execute(
                 f"UPDATE messages SET ticket_id = $2, threaded_by = $3 WHERE {_OF_TICKET}",
@@ -157,7 +147,7 @@ async def apply(conn: Conn, seq: int, env: Envelope, tail: Tail | None = None) -
             await conn.execute(
                 "UPDATE tickets SET message_count = message_count + 1 WHERE id = $1", e.ticket_id
             )
-            if not getattr(e, "auto", None):  # an out-of-hours notice is no first response
+            if not e.auto:  # an out-of-hours notice is no first response
                 await conn.execute("UPDATE tickets SET first_response_at = coalesce("
                                    "first_response_at, $2) WHERE id = $1", e.ticket_id, t)
         case TicketMerged() as e:  # into the live end: `into` may have merged on meanwhile
