@@ -18,7 +18,9 @@ from aiohttp import web
 from nats.aio.client import Client
 
 from tests.conftest import Stack, eventually, free_port, mail
+from tidydesk.common.runtime import consume
 from tidydesk.common.store import KvIndex
+from tidydesk.desk.app import DURABLE, DeskService
 from tidydesk.ingest.smtp import serve
 from tidydesk.queue.api import build, runner
 from tidydesk.queue.auth import TokenStore
@@ -32,8 +34,11 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 async def desk(nc: Client, pool: asyncpg.Pool, ns: str) -> AsyncIterator[Stack]:
+    """The stack with the content-aware policy and the desk engine (kudos)."""
     s = Stack(nc, pool, ns, policy="content-aware")
     tasks = await s.tasks()
+    tasks.append(asyncio.create_task(consume(s.js, s.ns, DURABLE,
+                                             DeskService(s.js, s.settings).handle)))
     yield s
     for t in tasks:
         t.cancel()
@@ -82,12 +87,12 @@ async def test_queue_timeline_and_acknowledged_thanks_in_chromium(
         await asyncio.to_thread(send, mail("p2@example.com", "Thank you so much!",
                                            in_reply_to="p1@example.com"))
 
-        async def acknowledged() -> bool:
+        async def thanked() -> bool:  # acknowledged by policy, kudos by the desk engine
             return bool(await desk.pool.fetchval(
                 "SELECT 1 FROM events WHERE ticket_id = $1 AND type ="
-                " 'tidydesk.followup.acknowledged'", tid))
+                " 'tidydesk.agent.thanked'", tid))
 
-        await eventually(acknowledged)
+        await eventually(thanked)
     finally:
         smtp.close()
 
@@ -129,6 +134,8 @@ async def test_queue_timeline_and_acknowledged_thanks_in_chromium(
             bars = await page.locator("#per-day svg rect:not([height='0'])").count()
             assert bars == 2  # today: one opened, one solved
             assert await page.inner_text("#totals .tile[data-name=acknowledged] b") == "1"
+            assert await page.inner_text("#kudos") == "kim: 1"
+            assert await page.locator("#timeline li.ev-agent-thanked").count() == 1
             await page.wait_for_selector("#tail li")
             shot = tmp_path / "page.png"
             await page.screenshot(path=str(shot), full_page=True)

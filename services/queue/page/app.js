@@ -213,7 +213,8 @@ function barsPerDay(days) {
       chart.append(rect);
     }
     if ((i % 7 === 0 && i < days.length - 4) || i === days.length - 1) {
-      chart.append(svg("text", { x, y: height + 12 }, d.day.slice(5)));
+      const end = i === days.length - 1 ? { "text-anchor": "end", x: width } : { x };
+      chart.append(svg("text", { y: height + 12, ...end }, d.day.slice(5)));
     }
   });
   return chart;
