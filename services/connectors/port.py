@@ -17,6 +17,7 @@ from tidydesk.common.events import (
     FollowupAcknowledged,
     FollowupRecorded,
     MessageThreaded,
+    ReplySent,
     TicketClosed,
     TicketOpened,
     TicketReopened,
@@ -80,8 +81,10 @@ class Helpdesk(Protocol):
     async def set_status(self, external: str, op: SetStatus) -> None: ...
 
 
-def plan(event: Event, before: Ticket, messages: dict[str, MessageThreaded]) -> list[Op]:
-    """The operations that mirror `event`; `before` is its ticket as it was just before."""
+def plan(event: Event, before: Ticket, messages: dict[str, MessageThreaded],
+         opening: str = "") -> list[Op]:
+    """The operations that mirror `event`; `before` is its ticket as it was just before,
+    `opening` the Message-ID its ticket.opened names (that message goes with Create)."""
     def text(message_id: str) -> str:
         found = messages.get(message_id)
         return found.reply if found is not None else ""
@@ -93,8 +96,8 @@ def plan(event: Event, before: Ticket, messages: dict[str, MessageThreaded]) -> 
         case MessageThreaded() as e:
             if before.status in ("solved", "closed"):
                 return []  # a follow-up: the policy's decision says what it does
-            if not before.messages:
-                return []  # the opening message went with Create
+            if e.message_id == opening:
+                return []  # it went with Create
             if e.auto:
                 return [Comment(ticket_id=e.ticket_id, text=f"Machine mail ({e.auto}):\n\n"
                                 f"{e.reply}")]
@@ -110,6 +113,9 @@ def plan(event: Event, before: Ticket, messages: dict[str, MessageThreaded]) -> 
             if not body:
                 return [SetStatus(ticket_id=e.ticket_id, status="open")]
             return [Correspond(ticket_id=e.ticket_id, text=body, status="open")]
+        case ReplySent() as e:  # a comment: correspondence would have RT mail it again
+            return [Comment(ticket_id=e.ticket_id, text=f"Reply sent from tidydesk by "
+                            f"{e.agent} to {e.to}:\n\n{e.text}")]
         case TicketSplit():
             return []  # the new ticket's own ticket.opened (split_from) creates and links it
         case TicketSolved() | TicketClosed() as e:

@@ -26,7 +26,7 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
-from tidydesk.common.events import Envelope
+from tidydesk.common.events import Envelope, TicketOpened
 from tidydesk.common.ticket import fold
 from tidydesk.connectors.port import (
     Comment,
@@ -127,8 +127,10 @@ class Connector:
         history = await self.store.history(self.store.ticket_subject(ticket_id))
         before = fold(ticket_id, [(s, e) for s, e in history if s < seq])
         messages = {m.message_id: m for m in fold(ticket_id, history).messages}
+        opening = next((e.data.message_id for _, e in history
+                        if isinstance(e.data, TicketOpened)), "")
         with structlog.contextvars.bound_contextvars(ticket_id=ticket_id):
-            for step, op in enumerate(plan(env.data, before, messages)):
+            for step, op in enumerate(plan(env.data, before, messages, opening)):
                 await self.apply(seq, step, op)
 
     async def apply(self, seq: int, step: int, op: Op) -> None:

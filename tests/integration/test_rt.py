@@ -34,7 +34,7 @@ from nats.aio.client import Client
 from nats.js import api
 
 from tests.conftest import Stack, eventually, free_port, mail
-from tidydesk.common.events import TicketSolved
+from tidydesk.common.events import ReplySent, TicketSolved
 from tidydesk.common.runtime import consume
 from tidydesk.connectors.port import Create
 from tidydesk.connectors.rt import DURABLE, NAME, RequestTracker, RtSettings
@@ -253,6 +253,18 @@ async def test_decisions_arrive_in_rt_as_rt_operations(
     await rt_shows(corresponded)
     assert (await view.texts(rt_id))[1] == ("Correspond", "I replaced the toner, still blank.")
 
+    # an agent's reply sent from tidydesk: a comment (RT must not mail it a second time)
+    await stack.store.decide(tid, lambda t: [(ReplySent(
+        ticket_id=tid, message_id="a1@acme.example", agent="kim", text="Try the rear tray.",
+        sender="support@acme.example", to="alice@example.com",
+        subject="Re: Printer prints blank pages", reply_to="support@acme.example"), "a1")])
+
+    async def noted() -> bool:
+        return await view.kinds(rt_id) == ["Create", "Correspond", "Comment"]
+
+    await rt_shows(noted)
+    assert "Try the rear tray." in (await view.texts(rt_id))[2][1]
+
     # solved in tidydesk: resolved in RT
     await stack.store.decide(tid, lambda t: [(TicketSolved(ticket_id=tid, agent="kim"), "s")])
 
@@ -270,10 +282,10 @@ async def test_decisions_arrive_in_rt_as_rt_operations(
                                    in_reply_to="r1@example.com"))
 
     async def commented() -> bool:
-        return await view.kinds(rt_id) == ["Create", "Correspond", "Comment"]
+        return await view.kinds(rt_id) == ["Create", "Correspond", "Comment", "Comment"]
 
     await rt_shows(commented)
-    kind, note = (await view.texts(rt_id))[2]
+    kind, note = (await view.texts(rt_id))[3]
     assert kind == "Comment" and "Thank you so much!" in note and "kept it solved" in note
     assert await status() == "resolved"
 
@@ -291,7 +303,7 @@ async def test_decisions_arrive_in_rt_as_rt_operations(
     assert [r["id"] for r in new["Requestor"]] == ["alice@example.com"]
     assert (await view.texts(str(new["id"])))[0][1].startswith("It works, thanks! Separately")
     assert await status() == "resolved"  # the split left the old ticket as it was
-    assert await view.kinds(rt_id) == ["Create", "Correspond", "Comment"]
+    assert await view.kinds(rt_id) == ["Create", "Correspond", "Comment", "Comment"]
 
     # the same problem again: the correspondence, and the RT ticket is open again
     await stack.intake.accept(mail("r5@example.com", "The printer prints blank pages again "

@@ -13,6 +13,7 @@ from tidydesk.common.events import (
     FollowupAcknowledged,
     FollowupRecorded,
     MessageThreaded,
+    ReplySent,
     TicketClosed,
     TicketOpened,
     TicketReopened,
@@ -56,8 +57,20 @@ def test_a_new_ticket_is_created_with_its_first_message_and_its_origin() -> None
         text="It prints blank pages.")]
     (create,) = plan(opened(split_from="t0"), Ticket(ticket_id="t1"), MESSAGES)
     assert isinstance(create, Create) and create.refers_to == "t0"
-    # the first message itself went with the create
-    assert plan(FIRST, ticket(opened()), MESSAGES) == []
+    # the first message itself went with the create; another one (the first was held, an
+    # agent let this one in) is the conversation
+    assert plan(FIRST, ticket(opened()), MESSAGES, opening="t1-m0") == []
+    assert plan(threaded("m3", "Still broken."), ticket(opened()), MESSAGES,
+                opening="t1-m0") == [Correspond(ticket_id="t1", text="Still broken.")]
+
+
+def test_an_agent_reply_sent_from_tidydesk_is_a_comment_not_mailed_again() -> None:
+    sent = ReplySent(ticket_id="t1", message_id="r1", agent="kim", text="Try the rear tray.",
+                     sender="support@acme.example", to="a@example.com", subject="Re: Printer",
+                     reply_to="support+x@acme.example")
+    (note,) = plan(sent, ticket(opened(), FIRST), MESSAGES, opening="t1-m0")
+    assert isinstance(note, Comment) and note.status is None
+    assert "by kim to a@example.com" in note.text and "Try the rear tray." in note.text
 
 
 def test_replies_to_an_open_ticket_are_correspondence_and_machine_mail_a_comment() -> None:
