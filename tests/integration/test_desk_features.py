@@ -364,3 +364,28 @@ async def test_acknowledged_thanks_credit_the_solver_and_are_forwarded(
     (kudos,) = await eventually(forwarded)
     assert "Thank you so much!" in kudos.get_content()
     assert (await desk.ticket(1))["status"] == "solved"  # kudos, not queue work
+
+
+async def test_redelivered_events_add_nothing(
+        desk: Desk, nats_url: str, ns: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    today = datetime.now(UTC).date().isoformat()
+    await team(nats_url, ns, monkeypatch)
+    assert await cli(nats_url, ns, monkeypatch, "hours", "set", SUPPORT, "--tz", "UTC",
+                     "--weekly", "mon-sun 00:00-24:00", "--holiday", today) == 0
+    assert await cli(nats_url, ns, monkeypatch, "tags", "add-rule", SUPPORT, "billing",
+                     "--contains", "invoice") == 0
+    assert await cli(nats_url, ns, monkeypatch, "desk", "set", SUPPORT, "--escalate",
+                     "complaint") == 0
+    await desk.send(mail("d1@example.com", "Your invoice is unacceptable."))
+    row = await desk.ticket(1)
+    await desk.of(row["id"], ReplySent)
+    await desk.of(row["id"], TicketAssigned)
+    await desk.of(row["id"], TicketTagged)
+    before = await desk.events(row["id"])
+    kinds = sorted(type(e.data).__name__ for e in before)
+    assert kinds.count("TicketEscalated") == 1 and kinds.count("NoticeSent") == 1
+    # every event handled again, as JetStream redelivers after a crash before the ack
+    again = DeskService(desk.stack.js, desk.stack.settings)
+    for seq, env in enumerate(before, 1):
+        await again.handle(seq, env)
+    assert [e.id for e in await desk.events(row["id"])] == [e.id for e in before]
