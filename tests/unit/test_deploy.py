@@ -5,6 +5,8 @@ the compose file, the Kubernetes manifests and the Dockerfile, and compare what 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,8 @@ def _compose() -> dict[str, Any]:
 
 
 def _k8s() -> list[dict[str, Any]]:
-    return [d for f in sorted(K8S.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text())
-            if d]
+    return [d for f in sorted(K8S.glob("*.yaml")) if f.name != "kustomization.yaml"
+            for d in yaml.safe_load_all(f.read_text()) if d]
 
 
 def _module(command: list[str]) -> str:
@@ -139,3 +141,13 @@ def test_dockerfile_installs_the_wheel_as_a_non_root_user() -> None:
     assert 'ENTRYPOINT ["tidydesk"]' in text
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", "tests"} <= set(ignored)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kustomize_builds_every_manifest_into_the_tidydesk_namespace() -> None:
+    built = subprocess.run(["kubectl", "kustomize", str(K8S)], capture_output=True, text=True,
+                           timeout=60, check=True).stdout
+    docs = [d for d in yaml.safe_load_all(built) if d]
+    assert len(docs) == len(_k8s())
+    assert all(d["metadata"].get("namespace") == "tidydesk" for d in docs
+               if d["kind"] != "Namespace")
