@@ -171,6 +171,13 @@ class DeskService:
             return [e for e, _ in items]
         raise Conflict(f"{ticket_id}: gave up after 50 conflicting attempts")
 
+    async def apply(self, ticket_id: str, items: Items) -> None:
+        """Append what the ticket does not have yet (see `_still_new`)."""
+        if items:
+            events = await self.decide(ticket_id, lambda v: _still_new(v, items))
+            if events:
+                log.info("desk_applied", events=[type_of(e) for e in events])
+
     async def _kv(self, name: str) -> KeyValue:
         return await self.js.key_value(f"{self.ns}_{name}")
 
@@ -208,9 +215,7 @@ class DeskService:
             items += await self.rota_items(view, team, env.time)
         if first and not view.noticed:
             items += await self.notice_items(view, desk, m, env.time)
-        if items:
-            await self.decide(m.ticket_id, lambda v: _still_new(v, items))
-            log.info("desk_applied", events=[e.__struct_config__.tag for e, _ in items])
+        await self.apply(m.ticket_id, items)
 
     async def on_decision(self, d: TicketReopened | FollowupAcknowledged | TicketSplit) -> None:
         view = await self.view(d.ticket_id)
@@ -227,9 +232,7 @@ class DeskService:
                 items += self.escalation_items(view, config, team, *escalation)
         if isinstance(d, FollowupAcknowledged):
             items += self.kudos_items(view, config, desk, d, m)
-        if items:
-            await self.decide(d.ticket_id, lambda v: _still_new(v, items))
-            log.info("desk_applied", events=[e.__struct_config__.tag for e, _ in items])
+        await self.apply(d.ticket_id, items)
 
     # --- what each capability adds ---
 
