@@ -786,9 +786,10 @@ async def inbound_mailgun(request: web.Request) -> web.Response:
     fields = form_fields(await _body(request), request.headers.get("Content-Type", ""))
     check_mailgun(fields, request.app[PROVIDERS].mailgun_signing_key)
     raw, recipients = mailgun_mail(fields)
-    key, value = replay_claim(fields, raw)
+    key, value = replay_claim(fields, raw, recipients)
     if await request.app[INDEX].claim(key, value) != value:
-        raise ProblemError(403, "replayed Mailgun token: it was signed for another mail")
+        raise ProblemError(403, "replayed Mailgun token: it was signed for another mail or "
+                           "recipient")
     return await _accept(request, raw, _intake_mailboxes(request, recipients))
 
 
@@ -1013,14 +1014,14 @@ ROUTES: list[Op] = [
     Op("POST", "/inbound/mailgun/mime", inbound_mailgun, "take a Mailgun route forwarded "
        "to this URL (raw MIME as body-mime). Auth: HMAC-SHA256 signature with "
        "TIDYDESK_MAILGUN_SIGNING_KEY, timestamp within 5 min, token used once; the tenant is "
-       "?mailbox= else recipient", None, (MAILBOX_Q,), MailgunForm,
+       "recipient (no ?mailbox=: the URL is not signed)", None, (), MailgunForm,
        ("multipart/form-data", "application/x-www-form-urlencoded"), ok=202,
        response=IntakeResult, errors=(400, 401, 403, 422)),
     Op("POST", "/inbound/ses", inbound_ses, "take an Amazon SES receipt from an SNS HTTPS "
        "subscription. Auth: the SNS signature (certificate on sns.<region>.amazonaws.com), "
-       "topic in TIDYDESK_SES_TOPIC_ARNS; the tenant is ?mailbox= else receipt.recipients; "
-       "a SubscriptionConfirmation is answered 204 and its SubscribeURL logged", None,
-       (MAILBOX_Q,), SnsMessage, ("application/json", "text/plain"), ok=202,
+       "topic in TIDYDESK_SES_TOPIC_ARNS; the tenant is receipt.recipients (no ?mailbox=: "
+       "the URL is not signed); a SubscriptionConfirmation is answered 204 and its "
+       "SubscribeURL logged", None, (), SnsMessage, ("application/json", "text/plain"), ok=202,
        response=IntakeResult, errors=(400, 401, 403, 422)),
     Op("GET", "/messages/{message_id}/raw", raw_message, "the raw bytes of a mail", "read",
        (_p("message_id", {"type": "string", "minLength": 1, "maxLength": 998},

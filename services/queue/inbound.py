@@ -216,10 +216,13 @@ def mailgun_mail(fields: dict[str, bytes]) -> tuple[bytes, list[str]]:
     return raw, [a.strip() for a in text(fields, "recipient").split(",") if "@" in a]
 
 
-def replay_claim(fields: dict[str, bytes], raw: bytes) -> tuple[str, str]:
-    """KV key and value of a delivery's token: the value binds the token to this mail, so a
-    retry of the same delivery passes and a token reused with other content is refused."""
-    return f"mailgun-token|{text(fields, 'token')}", hashlib.sha256(raw).hexdigest()
+def replay_claim(fields: dict[str, bytes], raw: bytes, recipients: list[str]
+                 ) -> tuple[str, str]:
+    """KV key and value of a delivery's token. Mailgun signs only timestamp + token, so the
+    value binds the token to this mail and its recipients: a retry of the same delivery
+    passes, the token reused with another mail or another recipient is refused."""
+    bound = hashlib.sha256(raw + b"\0" + ",".join(recipients).lower().encode())
+    return f"mailgun-token|{text(fields, 'token')}", bound.hexdigest()
 
 
 # --- Amazon SES via SNS ---

@@ -169,6 +169,11 @@ async def test_mailgun_refuses_forged_stale_and_replayed_deliveries(served: str)
     other = mail("mg4@example.com", "Smuggled", subject="Smuggled")
     replay = {**_mailgun(raw, "help@beta.example", token="x" * 50), "body-mime": other.decode()}
     assert "replayed" in (await _post(url, status=403, data=replay))["detail"]
+    moved = _mailgun(raw, "victim@other.example", token="x" * 50)  # same token and mail
+    assert "replayed" in (await _post(url, status=403, data=moved))["detail"]
+    unsigned_url = await _post(f"{url}?mailbox=victim@other.example", status=400,
+                               data=_mailgun(raw, "help@beta.example", token="q" * 50))
+    assert "unknown query parameter" in unsigned_url["detail"]
     unsigned = {k: v for k, v in replay.items() if k != "signature"}
     await _post(url, status=401, data=unsigned)
     no_mime = {k: v for k, v in _mailgun(raw, "h@beta.example", token="y" * 50).items()
@@ -351,6 +356,8 @@ async def test_ses_refuses_wrong_signatures_foreign_topics_and_cert_urls(
     assert "TIDYDESK_SES_TOPIC_ARNS" in (await _sns(ses, foreign, 403))["detail"]
     assert "SignatureVersion" in (await _sns(ses, {**good, "SignatureVersion": "3"}, 403)
                                   )["detail"]
+    assert "unknown query parameter" in (await _sns(f"{ses}?mailbox=victim@other.example",
+                                                   good, 400))["detail"]
 
 
 async def test_ses_malformed_messages_are_400s(ses: str, signer: Signer) -> None:
@@ -375,3 +382,20 @@ async def test_ses_subscription_confirmation_is_logged_not_fetched(
     logged = capsys.readouterr().out
     assert "sns_confirmation_needed" in logged and "ConfirmSubscription" in logged
     assert signer.fetched == [Signer.CERT_URL]  # the certificate only, not SubscribeURL
+
+
+async def test_a_tenant_token_takes_provider_mail_of_its_tenant_only(
+        stack: Stack, served: str) -> None:
+    from tidydesk.queue.auth import TokenStore
+
+    token, _ = await TokenStore(stack.js, stack.ns).create(("intake",), tenant="acme.example")
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"{served}/inbound/postmark"
+    problem = await _post(url, status=403, headers=headers,
+                          json=_postmark("pm-t1", "Other tenant", "desk@beta.example"))
+    assert "@acme.example only" in problem["detail"]
+    await _post(url, status=202, headers=headers,
+                json=_postmark("pm-t2", "Own tenant", "support@acme.example"))
+    raw = mail("sg-t3@example.com", "SendGrid other tenant", subject="SendGrid other tenant")
+    await _post(f"{served}/inbound/sendgrid", status=403, headers=headers,
+                data=_sendgrid(raw, ["support@acme.example", "desk@beta.example"]))
