@@ -114,8 +114,8 @@ Set($MailCommand, 'testfile');
     if made.returncode != 0:
         raise RuntimeError(f"no RT auth token: {made.stderr[-2000:]}")
     log = (root / "rt-server.log").open("w")
-    proc = subprocess.Popen([str(RT_SERVER), "--port", str(port)], env=env, cwd=root,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([str(RT_SERVER), "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_WITHIN
@@ -211,8 +211,8 @@ async def rt(stack: Stack, rt_queue: Rt) -> AsyncIterator[tuple[Rt, Connector]]:
 
 
 async def rt_shows(check: Callable[[], Awaitable[T]], within: float = 90.0) -> T:
-    """`eventually` for checks that ask RT: a pause between polls leaves the (one-process)
-    rt-server to the connector's requests."""
+    """`eventually` for checks that ask RT: a pause between polls, so that the test's
+    reads do not crowd out the connector's writes (SQLite takes one writer at a time)."""
     async def paced() -> T:
         await asyncio.sleep(0.25)
         return await check()
