@@ -30,7 +30,6 @@ from yarl import URL
 
 from tidydesk.common.events import (
     Event,
-    MergeAccepted,
     MessageRejected,
     ReplySent,
     TicketClosed,
@@ -74,7 +73,7 @@ from tidydesk.queue.inbound import (
 )
 from tidydesk.queue.openapi import Op, Param, docs_page, document
 from tidydesk.queue.problems import ProblemError, problems
-from tidydesk.threading.engine import Threader, reply_address
+from tidydesk.threading.engine import Threader, merge_at, reply_address
 
 log = structlog.get_logger()
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -528,11 +527,9 @@ async def merge(request: web.Request) -> web.Response:
 
 async def _merge(store: JetStreamEventStore, source_id: str, target_id: str, agent: str,
                  accepted: set[int] | None) -> bool:
-    """Merge on the event store, both tickets at the versions read: `ticket.merge_accepted`
-    on the target while it is unmerged, then `ticket.merged` on the source at the version
-    read before that. A ticket changes between its read and its merge only by a conflict,
-    so of merges that would close a loop (A->B, B->A; A->B->C->A) one always fails and
-    tries again, and then finds the loop (409). False if it was merged so already."""
+    """Merge on the event store, both tickets at the versions read (engine.merge_at): of
+    merges that would close a loop one conflicts, looks again and finds the loop (409).
+    False if it was merged so already."""
     for attempt in range(MERGE_ATTEMPTS):
         source = await store.load(source_id)
         if source.merged_into == target_id:
@@ -550,12 +547,9 @@ async def _merge(store: JetStreamEventStore, source_id: str, target_id: str, age
             raise ProblemError(409, f"ticket {target_id} is merged: {' -> '.join(path)}"
                                f"{loop}; merge into an unmerged ticket")
         try:
-            await store.append(target_id, [(MergeAccepted(
-                ticket_id=target_id, from_ticket=source_id, source_version=source.version,
-                agent=agent), f"accept:{source_id}@{source.version}")], target.version)
-            await store.append(source_id, [(TicketMerged(
+            await merge_at(store, source, target, [(TicketMerged(
                 ticket_id=source_id, into=target_id, agent=agent),
-                f"merge:{target_id}@{source.version}")], source.version)
+                f"merge:{target_id}@{source.version}")], agent)
         except Conflict:  # someone wrote first: look again, after a jitter that ends ties
             log.info("merge_conflict_retry", ticket_id=source_id, into=target_id)
             await asyncio.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 6)))

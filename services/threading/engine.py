@@ -19,8 +19,10 @@ that names no ticket is recorded (`message.auto_recorded`) and opens none.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import random
 import re
 import secrets
 from collections.abc import Mapping
@@ -37,13 +39,23 @@ from tidydesk.common.events import (
     Event,
     HeldAccepted,
     HeldMoved,
+    MergeAccepted,
     MessageHeld,
     MessageReceived,
     MessageThreaded,
     ParticipantsSeen,
     TicketOpened,
 )
-from tidydesk.common.store import EventStore, Index, digest_key, link, message_key, tenant, unlink
+from tidydesk.common.store import (
+    Conflict,
+    EventStore,
+    Index,
+    digest_key,
+    link,
+    message_key,
+    tenant,
+    unlink,
+)
 from tidydesk.common.ticket import Ticket
 from tidydesk.policy.base import view
 from tidydesk.threading import similarity
@@ -83,6 +95,22 @@ def auto_subject(msg: MessageReceived) -> str:
 def new_ticket_id(msg: MessageReceived) -> str:
     """Deterministic per tenant, so a redelivered message re-finds the ticket it opened."""
     return digest_key(tenant(msg.mailbox) + "\0" + msg.message_id)[:24]
+
+
+async def merge_at(store: EventStore, source: Ticket, target: Ticket,
+                   items: list[tuple[Event, str]], agent: str = "") -> None:
+    """Record that `source` continues in `target` (`items`: its `ticket.merged` or
+    `conversation.moved`) so that merges at once never close a loop: `merge_accepted` on
+    the unmerged target at the version read, then `items` on the source at the version read
+    before that. A ticket thus changes between its read and its merge only by a conflict,
+    and of merges closing a loop (A->B, B->A; A->B->C->A) one always conflicts and looks
+    again. Conflict when either ticket changed meanwhile or the target is merged."""
+    if target.merged_into is not None:
+        raise Conflict(target.ticket_id)
+    await store.append(target.ticket_id, [(MergeAccepted(
+        ticket_id=target.ticket_id, from_ticket=source.ticket_id, source_version=source.version,
+        agent=agent), f"accept:{source.ticket_id}@{source.version}")], target.version)
+    await store.append(source.ticket_id, items, source.version)
 
 
 def _unheld(held: MessageHeld, ticket_id: str, method: str, why: str) -> MessageThreaded:
@@ -386,8 +414,14 @@ class Threader:
             source, _, into = decided.partition(">")  # maybe the other way: already decided
             if await self.live(into) == source:  # joined meanwhile (would be a cycle)
                 return 0
-            await self.store.decide(source, out)
             ticket = await self.store.load(source)
+            if items := out(ticket):  # as an agent's merge: no loop with one of those either
+                try:
+                    await merge_at(self.store, ticket, await self.store.load(into), items)
+                except Conflict:
+                    await asyncio.sleep(random.uniform(0, 0.05))  # a tie ends
+                    continue
+                ticket = await self.store.load(source)
             if ticket.moved:
                 await self._adopt(ticket)
             if ticket.merged_into == into:

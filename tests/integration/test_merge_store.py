@@ -8,7 +8,9 @@ import aiohttp
 
 from tests.conftest import Stack, eventually, mail
 from tests.integration.test_replay import replay_cli, snapshot
+from tidydesk.common.store import KvIndex
 from tidydesk.common.ticket import Ticket
+from tidydesk.threading.engine import Threader
 
 
 async def _open(stack: Stack, count: int, prefix: str) -> list[dict[str, object]]:
@@ -110,6 +112,19 @@ async def test_three_way_merges_at_once_never_close_a_cycle(
         return True
 
     await eventually(projected)
+
+
+async def test_a_threading_move_and_an_agents_opposite_merge_at_once_never_loop(
+        stack: Stack, api: str, api_headers: dict[str, str]) -> None:
+    rows = await _open(stack, 20, "mv")
+    pairs = [(str(rows[i]["id"]), str(rows[i + 1]["id"])) for i in range(0, 20, 2)]
+    threader = Threader(stack.store, KvIndex(stack.js, stack.ns))
+    async with aiohttp.ClientSession(headers=api_headers) as http:
+        await asyncio.gather(*(step for a, b in pairs for step in (
+            threader.move(a, b, "a reply linked them"), _merge(http, api, b, a))))
+    for a, b in pairs:
+        (end_a, _), (end_b, _) = await _live(stack, a), await _live(stack, b)
+        assert end_a.ticket_id == end_b.ticket_id  # one conversation, no loop
 
 
 async def test_a_merge_into_a_merged_ticket_is_a_conflict(
