@@ -9,9 +9,9 @@ a reference back to the exchange or a shared order id rules it out, and short re
 ("any update?") never split.
 
 Content units are script-aware: Latin words are folded and cut to a 5-letter stem ("refunds",
-"refunded" -> "refun"); Korean words lose their verb ending or particle first and contribute
-the first two syllables of the stem ("환불이" -> "환불", "추가하려면" -> "추가"; "하나요",
-"해야" -> nothing); Chinese and Japanese runs contribute character bigrams,
+"refunded" -> "refun"); Korean contributes the nouns a morphological analyser finds
+(`tidydesk.text.morph`: "세금계산서 발행은 어떻게 해야 하나요?" -> 세금, 계산서, 발행; particles and
+verb endings never count); Chinese and Japanese runs contribute character bigrams,
 Japanese only from kanji/katakana (hiragana is mostly grammar). Generic support vocabulary
 (greetings, thanks, "order", "customer") is ignored. Identifiers (order, booking, parcel
 numbers) are compared separately: a shared one is the strongest same-issue evidence, a new one
@@ -27,6 +27,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from tidydesk.text import lexicon
+from tidydesk.text.morph import korean_content
 from tidydesk.text.normalise import fold
 
 _ID = re.compile(r"(?<![\w$€£¥₩])(?=[\w-]*\d)[A-Za-z0-9][A-Za-z0-9-]{4,}[A-Za-z0-9](?![\w])")
@@ -55,17 +56,8 @@ _ASK = re.compile(
     + _REQUEST_PATTERN
 )
 
-# Korean verb endings (after a noun: "변경하려면", "추가해야", "가능한가요") and particles.
-_KO_ENDING = re.compile(
-    r"(?:하|해|했|할|한|합|함|되|돼|됐|될|된|됩|있|없|이|입|인|일|예|에|였|이었|시키|드리|드립|드려)"
-    r"(?:[\uac00-\ud7af]{0,4})$"
-    r"|(?:에서|에게|으로|까지|부터|에는|에도|이나|이랑|처럼|보다|마다|라도|하고)$"
-)
-_KO_PARTICLE = frozenset("은는이가을를에의도만과와로랑요")
-
 # Units the new-topic test ignores (services/text/data/<lang>.json, "topic_stopwords").
 _STOP_LATIN = lexicon.union("topic_stopwords", lexicon.LATIN)
-_STOP_HANGUL = lexicon.language("ko").topic_stopwords
 _STOP_CJK = lexicon.union("topic_stopwords", ("ja", "zh"))
 
 # New-topic decision (`is_new_topic`). SPLIT_SCORE: about 5% of the stitched dev continuations
@@ -224,32 +216,14 @@ def units(text: str, *, folded: bool = False) -> set[str]:
 
 def _units(folded: str) -> set[str]:
     out = {w[:5] for w in _LATIN.findall(folded) if w not in _STOP_LATIN}
-    for word in _HANGUL.findall(folded):
-        word = _korean_stem(word)
-        if len(word) >= 2:
-            heads = {word[:2]} if len(word) < 4 else {word[:2], word[2:4]}
-            out |= heads - _STOP_HANGUL
+    if _HANGUL.search(folded):  # Korean: the analyser's nouns, never particles or endings
+        out.update(w for w in korean_content(folded) if len(w) >= 2)
     for run in _HAN_KANA.findall(folded):
         for i in range(len(run) - 1):
             pair = run[i : i + 2]
             if not _HIRAGANA.search(pair) and pair not in _STOP_CJK:
                 out.add(pair)
     return out
-
-
-def _korean_stem(word: str) -> str:
-    """A Korean word without its verb ending or particle ("추가하려면" -> "추가").
-
-    A verb form of 하다 / 되다 / 있다 with nothing before it ("하나요", "해야", "합니다") leaves a
-    single syllable, which is no unit; a one-syllable particle is cut only from longer words, so
-    two-syllable nouns ("추가", "주소") stay whole.
-    """
-    m = _KO_ENDING.search(word, 2)
-    if m:
-        return word[: m.start()]
-    if len(word) >= 3 and word[-1] in _KO_PARTICLE:
-        return word[:-1]
-    return word
 
 
 def _bare_new_request(plain: str, novelty: float) -> bool:
@@ -375,7 +349,8 @@ def _terms(folded: str) -> set[str]:
 
 def _mass(terms: set[str]) -> float:
     """Weighted size: common units weigh less (`_COMMON`), CJK trigrams half (they overlap)."""
-    return sum(_COMMON.get(t, 0.5 if len(t) == 3 and t[0] >= "\u3040" else 1.0) for t in terms)
+    return sum(_COMMON.get(t, 0.5 if len(t) == 3 and "\u3040" <= t[0] < "\uac00" else 1.0)
+               for t in terms)
 
 
 def _share_new(terms: set[str], theirs: frozenset[str]) -> float:

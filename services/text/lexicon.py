@@ -33,7 +33,6 @@ class Language(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     function_words: frozenset[str] = frozenset()  # grammar words, never content
     generic_words: frozenset[str] = frozenset()  # support vocabulary: weak evidence of an issue
     topic_stopwords: frozenset[str] = frozenset()  # units the new-topic test ignores
-    suffixes: frozenset[str] = frozenset()  # particles and verb endings (Korean)
     stop_bigrams: frozenset[str] = frozenset()  # character bigrams that are grammar or courtesy
     function_chars: str = ""  # Han characters that make a bigram grammar
     markers: Markers = Markers()

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tidydesk.text import lexicon
+from tidydesk.text.morph import korean_content
 from tidydesk.text.normalise import normalize
 from tidydesk.text.normalise import strip_accents as _fold
 from tidydesk.text.script import is_hangul as _is_hangul
@@ -97,10 +98,6 @@ class TicketView(Protocol):
 _STOP_LATIN = lexicon.union("function_words", lexicon.LATIN)
 # Generic support vocabulary: present in most tickets, weak evidence of a specific issue.
 _GENERIC_LATIN = lexicon.union("generic_words", lexicon.LATIN)
-# Korean particles and verb endings, stripped from the end of each space-separated word.
-_KO_SUFFIX_SET = lexicon.language("ko").suffixes
-_KO_SUFFIX_MAX = max(map(len, _KO_SUFFIX_SET))
-_KO_STOP_BIGRAMS = lexicon.language("ko").stop_bigrams
 _ZH_STOP_BIGRAMS = lexicon.language("zh").stop_bigrams
 # Chinese/Japanese function characters: a bigram holding one is grammar, not content.
 _HAN_FUNCTION = frozenset(lexicon.language("zh").function_chars)
@@ -359,19 +356,6 @@ def _stem_latin(w: str) -> str:
     return w[:7]
 
 
-@functools.lru_cache(maxsize=65536)
-def _strip_ko(word: str) -> str:
-    """Strip up to two particles / verb endings (longest first), keeping a stem of 2+ syllables."""
-    for _ in range(2):
-        for n in range(min(_KO_SUFFIX_MAX, len(word) - 2), 0, -1):
-            if word[-n:] in _KO_SUFFIX_SET:
-                word = word[:-n]
-                break
-        else:
-            break
-    return word
-
-
 def _runs(t: str) -> Iterable[tuple[str, str]]:
     cur, kind = "", ""
     for c in t:
@@ -390,7 +374,7 @@ def content_tokens(text: str, *, exclude: Iterable[str] = ()) -> dict[str, float
     """Content tokens of ``text`` with a specificity weight each (the max over occurrences).
 
     Latin/Cyrillic words: diacritics folded, stopwords dropped, light suffix stemming.
-    Hangul: particles and endings stripped from each word, then character bigrams.
+    Hangul: character bigrams of the nouns a morphological analyser finds (`tidydesk.text.morph`).
     Han: character bigrams of each run (a lone character on its own). Katakana: the whole run.
     Hiragana (Japanese grammar) is ignored. Identifiers, dates and amounts are left out (they
     are scored on their own).
@@ -426,15 +410,10 @@ def _content_tokens(text: str, excl: frozenset[str]) -> tuple[tuple[str, float],
                 w = 0.4 if run in _GENERIC_LATIN or _fold(run) in _GENERIC_LATIN else (
                     1.0 if len(run) < 8 else 1.2)
                 add("w:" + st, w)
-            elif kind == "hangul":
-                stem = _strip_ko(run)
-                if len(stem) <= 1 or stem in _KO_SUFFIX_SET:
-                    continue
-                for i in range(len(stem) - 1):
-                    bg = stem[i : i + 2]
-                    if bg in _KO_STOP_BIGRAMS:
-                        continue
-                    add("k:" + bg, 1.0 if i == 0 else 0.8)
+            elif kind == "hangul":  # the analyser's nouns: particles and endings never count
+                for noun in korean_content(run):
+                    for i in range(len(noun) - 1):
+                        add("k:" + noun[i : i + 2], 1.0 if i == 0 else 0.8)
             elif kind == "han":
                 if len(run) == 1:
                     if run not in _HAN_FUNCTION:

@@ -124,7 +124,7 @@ def test_unrelated_plain_question_splits_even_soon_after_close(
 def test_korean_endings_are_no_topic_words() -> None:
     for text in ("하나요 해야 합니다 할까요 되나요 있나요", "추가하려면 어떻게 해야 하나요"):
         assert not topic.units(text) & {"하나", "해야", "합니", "할까", "되나", "있나", "어떻"}
-    assert topic.units("배송지를 변경하고 싶어요") == {"배송", "변경"}
+    assert topic.units("배송지를 변경하고 싶어요") == {"배송지", "변경"}  # whole nouns
     assert topic.units("ご確認ください。です。ます。") == set()
 
 
