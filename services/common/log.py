@@ -11,6 +11,17 @@ import structlog
 FORMATS = ("auto", "json", "console")
 
 
+class _Stderr:
+    """sys.stderr as it is at each write: a command run in-process (tests, embedding
+    applications) may swap it after logging was configured, and cached loggers keep this."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(fmt: str = "auto", level: str = "info") -> None:
     """Configure structlog once per process; ValueError names a bad format or level."""
     levels, fmt = logging.getLevelNamesMapping(), fmt.lower()
@@ -33,7 +44,7 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(levels[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
 
