@@ -16,6 +16,7 @@ from tidydesk.common.events import (
     FollowupRecorded,
     HeldAccepted,
     HeldMoved,
+    MergeAccepted,
     MessageHeld,
     MessageThreaded,
     ParticipantsSeen,
@@ -49,6 +50,8 @@ class Ticket(msgspec.Struct, kw_only=True):
     split_from: str | None = None
     merged_into: str | None = None
     premerge: str = ""  # the status an agent's merge ended, given back by an unmerge
+    # tickets that asked to merge into this one (merged if their merged_into says so)
+    absorbing: set[str] = msgspec.field(default_factory=set)
     splits: list[str] = msgspec.field(default_factory=list)
     messages: list[MessageThreaded] = msgspec.field(default_factory=list)
     decided: set[str] = msgspec.field(default_factory=set)  # message ids a policy ruled on
@@ -106,6 +109,8 @@ class Ticket(msgspec.Struct, kw_only=True):
                 self.premerge, self.status, self.merged_into = self.status, "merged", e.into
             case TicketUnmerged() as e:
                 self.status, self.merged_into, self.premerge = e.status, None, ""
+            case MergeAccepted() as e:
+                self.absorbing.add(e.from_ticket)
             case HeldAccepted() | HeldMoved() as e:  # message.threaded follows where it went
                 self.held.pop(e.message_id, None)
             case TicketClosed():
@@ -140,6 +145,7 @@ class Ticket(msgspec.Struct, kw_only=True):
             decided=set(self.decided), followups=dict(self.followups), held=dict(self.held),
             seen=set(self.seen), support=set(self.support), agents=set(self.agents),
             adopted=set(self.adopted), recorded=set(self.recorded),
+            absorbing=set(self.absorbing),
             tags=set(self.tags))
 
     @property

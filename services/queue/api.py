@@ -197,6 +197,7 @@ class HeldMessage(msgspec.Struct, kw_only=True):
     reply: str
     method: str
     reason: str
+    ticket: str = ""  # where it is held: this ticket, or one merged into it
 
 
 class HeldList(msgspec.Struct, kw_only=True):
@@ -589,38 +590,63 @@ def _held_id(request: web.Request) -> str:
     return message_id
 
 
+async def _holders(store: JetStreamEventStore, ticket: Ticket) -> list[Ticket]:
+    """The ticket and those merged into it (and into them): held mail of all of them is
+    this ticket's to act on."""
+    out, seen = [ticket], {ticket.ticket_id}
+    for t in out:
+        for source_id in sorted(t.absorbing - seen):
+            seen.add(source_id)
+            source = await store.load(source_id)
+            if source.merged_into == t.ticket_id and len(out) < MAX_LIMIT:
+                out.append(source)
+    return out
+
+
+async def _holding(request: web.Request, message_id: str) -> tuple[Ticket, Ticket]:
+    """(the ticket named in the path, the one holding `message_id`: it or one merged into
+    it); 404 when neither holds it."""
+    ticket = await request.app[STORE].load((await _ticket_row(request))["id"])
+    for holder in await _holders(request.app[STORE], ticket):
+        if message_id in holder.held:
+            return ticket, holder
+    raise _not_found(f"held message {message_id!r} on this ticket")
+
+
 async def list_held(request: web.Request) -> web.Response:
     row = await _ticket_row(request)
-    ticket = await request.app[STORE].load(row["id"])
+    holders = await _holders(request.app[STORE], await request.app[STORE].load(row["id"]))
     return _json(HeldList(held=[HeldMessage(
         message_id=h.message_id, sender=h.sender, subject=h.subject, reply=h.reply,
-        method=h.method, reason=h.reason) for h in ticket.held.values()]))
+        method=h.method, reason=h.reason, ticket=t.ticket_id)
+        for t in holders for h in t.held.values()]))
 
 
 async def accept_held(request: web.Request) -> web.Response:
     """The held message joins the conversation; its sender becomes a participant."""
-    row = await _ticket_row(request)
     message_id = _held_id(request)
     cmd = await _command(request, StatusBody)
     accepted, _ = _if_match(request), _idempotency_key(request)
-    store = request.app[STORE]
-    ticket = await store.load(row["id"])
-    if message_id not in ticket.held:
-        if any(m.message_id == message_id for m in ticket.messages):  # accepted already
-            return _json(HeldResult(message_id=message_id, ticket=row["id"], changed=False),
-                         202, await _version(request, row["id"]))
-        raise _not_found(f"held message {message_id!r} on this ticket")
+    try:
+        ticket, holder = await _holding(request, message_id)
+    except ProblemError:
+        ticket = await request.app[STORE].load((await _ticket_row(request))["id"])
+        if not any(m.message_id == message_id for m in ticket.messages):
+            raise
+        return _json(HeldResult(message_id=message_id, ticket=ticket.ticket_id,
+                                changed=False), 202, {"ETag": _etag(ticket.version)})
     _check_version(ticket, accepted)
-    threader = Threader(store, request.app[INDEX])
-    if ticket.merged_into is not None:  # the conversation goes on there: it joins there
-        went = await asyncio.shield(threader.move_held(row["id"], message_id,
-                                                       ticket.merged_into, cmd.agent))
-        return _json(HeldResult(message_id=message_id, ticket=went or row["id"],
-                                changed=went is not None), 202,
-                     await _version(request, row["id"]))
-    changed = await asyncio.shield(threader.accept_held(row["id"], message_id, cmd.agent))
-    return _json(HeldResult(message_id=message_id, ticket=row["id"], changed=changed), 202,
-                 await _version(request, row["id"]))
+    threader = Threader(request.app[STORE], request.app[INDEX])
+    into = ticket.merged_into or (ticket.ticket_id if holder is not ticket else None)
+    if into is not None:  # held where the conversation no longer is: it joins where it is
+        went = await asyncio.shield(threader.move_held(holder.ticket_id, message_id, into,
+                                                       cmd.agent))
+        changed = went is not None
+    else:
+        went = ticket.ticket_id
+        changed = await asyncio.shield(threader.accept_held(went, message_id, cmd.agent))
+    return _json(HeldResult(message_id=message_id, ticket=went or ticket.ticket_id,
+                            changed=changed), 202, await _version(request, ticket.ticket_id))
 
 
 async def move_held(request: web.Request) -> web.Response:
@@ -637,14 +663,11 @@ async def move_held(request: web.Request) -> web.Response:
         if tenant(target["mailbox"]) != tenant(row["mailbox"]):
             raise bad("a held message moves only to a ticket of its own tenant")
         into = str(target["id"])
-    store = request.app[STORE]
-    ticket = await store.load(row["id"])
-    if message_id not in ticket.held:
-        raise _not_found(f"held message {message_id!r} on this ticket")
+    ticket, holder = await _holding(request, message_id)
     _check_version(ticket, accepted)
     try:
-        went = await asyncio.shield(Threader(store, request.app[INDEX]).move_held(
-            row["id"], message_id, into, cmd.agent))
+        went = await asyncio.shield(Threader(request.app[STORE], request.app[INDEX]).move_held(
+            holder.ticket_id, message_id, into, cmd.agent))
     except ValueError as exc:
         raise ProblemError(409, str(exc)) from None
     if went is None:

@@ -142,21 +142,31 @@ async def test_accepting_a_message_held_on_a_merged_ticket_joins_the_live_one(
     await stack.intake.accept(mail("z0@example.com", "Help too", sender="kai@example.com",
                                    subject="Two"))
     await eventually(lambda: stack.pool.fetchval("SELECT count(*) = 2 FROM tickets"))
-    await stack.intake.accept(mail("y1@example.com", "me too", sender="eve@example.com",
-                                   in_reply_to="y0@example.com"))
-    source = await _held_on(stack, "y1@example.com")
+    for mid in ("y1@example.com", "y2@example.com"):
+        await stack.intake.accept(mail(mid, "me too", sender="eve@example.com",
+                                       in_reply_to="y0@example.com"))
+        source = await _held_on(stack, mid)
     (target,) = [str(r["id"]) for r in await stack.pool.fetch(T) if r["id"] != source]
     async with aiohttp.ClientSession(headers=api_headers) as http:
         async with http.post(f"{api}/tickets/{source}/merge", json={"into": target}) as r:
             assert r.status == 202
+        async with http.get(f"{api}/tickets/{target}/held") as r:  # the merged one's too
+            assert [(h["message_id"], h["ticket"]) for h in (await r.json())["held"]] == [
+                ("y1@example.com", source), ("y2@example.com", source)]
         async with http.post(f"{api}/tickets/{source}/held/y1@example.com/accept",
                              json={}) as r:
             assert r.status == 202 and (await r.json())["ticket"] == target
+        async with http.post(f"{api}/tickets/{target}/held/y2@example.com/accept",
+                             json={}) as r:
+            assert r.status == 202 and (await r.json())["ticket"] == target
+        async with http.get(f"{api}/tickets/{target}/held") as r:
+            assert (await r.json())["held"] == []
 
     async def joined() -> bool:
         count = await stack.pool.fetchval("SELECT message_count FROM tickets WHERE id = $1",
                                           target)
-        return count == 3 and await _home(stack, "y1@example.com") == (target, "moved")
+        return count == 4 and await _home(stack, "y1@example.com") == (target, "moved") \
+            and await _home(stack, "y2@example.com") == (target, "moved")
 
     await eventually(joined)
     assert (await stack.store.load(source)).held == {}
