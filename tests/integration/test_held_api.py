@@ -5,7 +5,9 @@ from __future__ import annotations
 import aiohttp
 
 from tests.conftest import Stack, eventually, mail
+from tests.integration.test_replay import snapshot
 from tidydesk.queue.auth import TokenStore
+from tidydesk.queue.projection import rebuild
 
 T = "SELECT id, number, status, requester, message_count FROM tickets ORDER BY number"
 
@@ -70,7 +72,8 @@ async def test_an_accepted_held_message_joins_and_its_sender_becomes_a_participa
 
 
 async def test_a_held_message_moves_into_another_ticket_or_a_new_one(
-        stack: Stack, api: str, api_headers: dict[str, str]) -> None:
+        stack: Stack, api: str, api_headers: dict[str, str], database_url: str,
+        ns: str) -> None:
     await stack.intake.accept(mail("v0@example.com", "Invoice wrong", sender="lee@example.com",
                                    subject="Invoice"))
     await stack.intake.accept(mail("w0@example.com", "Where is my parcel?",
@@ -111,6 +114,13 @@ async def test_a_held_message_moves_into_another_ticket_or_a_new_one(
     await stack.intake.accept(mail("v3@example.com", "thanks", sender="eve@example.com",
                                    in_reply_to="v1@example.com"))
     assert (await eventually(lambda: _home(stack, "v3@example.com")))[0] == eve["id"]
+    # the moves are events: a projection rebuilt from the stream is the live one
+    last = (await stack.js.stream_info(f"{ns.upper()}_EVENTS")).state.last_seq
+    await eventually(lambda: stack.pool.fetchval(
+        "SELECT seq >= $1 FROM checkpoints WHERE name = 'queue'", last))
+    live = await snapshot(stack.pool)
+    await rebuild(stack.js, database_url, ns)
+    assert await snapshot(stack.pool) == live
 
 
 async def test_another_tenants_token_cannot_see_or_act_on_held_messages(
