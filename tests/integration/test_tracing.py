@@ -89,6 +89,19 @@ async def test_one_mail_keeps_its_trace_through_every_service(up: Up, hooks: Hoo
     (solved,) = [e for _, e in events if e["type"] == "tidydesk.ticket.solved"]
     assert "traceparent" not in solved
 
+    def logged(event: str, service: str, message_id: str, traceparent: object) -> bool:
+        """`service`'s JSON log line about `event` of mail `message_id` names the trace
+        (up.log has the services' stderr)."""
+        lines = [json.loads(line) for line in up.log.read_text().splitlines()
+                 if line.startswith("{")]
+        return any(line.get("event") == event and line.get("service") == service
+                   and line.get("message_id") == message_id
+                   and line.get("trace_id") == trace.trace_id(traceparent) for line in lines)
+
+    await until(lambda: logged("message_threaded", "threading", "t1@example.com",
+                               first[0][1]["traceparent"]))
+    await until(lambda: logged("followup_decided", "policy", "t2@example.com", CALLER))
+
     def delivered() -> bool:
         got = {body["id"] for _, body in hooks.posts}
         return all(e["id"] in got for _, e in [*first[1:], *second[1:]])
