@@ -373,6 +373,8 @@ class Projector:
                     if end is not None:
                         return
                     continue
+                # the projection's lag: events after this batch (the server's count)
+                metrics.PENDING.labels(self.name).set(msgs[-1].metadata.num_pending)
                 yield [(m.metadata.sequence.stream, m.data) for m in msgs]
                 if end is not None and msgs[-1].metadata.sequence.stream >= end:
                     return

@@ -60,6 +60,8 @@ async def test_every_service_serves_metrics_that_move(up: Up, hooks: Hooks, nc: 
     assert has(s["threading"], "tidydesk_consumer_pending", consumer="threading")
     assert has(s["policy"], "tidydesk_consumer_pending", consumer="policy")
     assert has(s["notify"], "tidydesk_consumer_ack_pending", consumer="notify-mail")
+    assert has(s["queue"], "tidydesk_consumer_pending", consumer="queue")  # the projection's
+    assert value(s["queue"], "tidydesk_consumer_pending", consumer="queue") == 0  # caught up
     assert value(s["policy"], "tidydesk_events_handled_total", consumer="policy") >= 2 * MAILS
     assert value(s["notify"], "tidydesk_events_handled_total", consumer=hooks.consumer) >= (
         2 * MAILS)
