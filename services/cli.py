@@ -450,6 +450,17 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_unmerge(args: argparse.Namespace) -> int:
+    body = json.dumps({"agent": args.agent}).encode()
+    try:
+        print(_api(f"/tickets/{args.ticket}/unmerge", args.timeout, body))
+    except urllib.error.HTTPError as exc:
+        return _api_refused(exc)
+    except OSError as exc:
+        return unreachable("HTTP API", _api_where(), exc, args.timeout)
+    return 0
+
+
 def env_lines(environ: Mapping[str, str]) -> list[str]:
     """Every setting as NAME=value (secrets as ***) with whether it is set or the default;
     TIDYDESK_* variables that are no setting are flagged."""
@@ -615,6 +626,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("into")
     p.add_argument("--agent", default="")
     p.set_defaults(fn=cmd_merge)
+    p = sub.add_parser("unmerge", parents=[waits],
+                       help="undo a merge: the ticket gets its own messages and status back")
+    p.add_argument("ticket")
+    p.add_argument("--agent", default="")
+    p.set_defaults(fn=cmd_unmerge)
     p = sub.add_parser(
         "replay", help="rebuild the PostgreSQL projections beside the live ones, then swap",
         description="Project the event stream into a fresh schema beside the live one; once "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 
 from tests.conftest import Stack, eventually, mail
 from tests.integration.test_replay import replay_cli, snapshot
@@ -192,3 +193,20 @@ async def test_unmerge_gives_the_ticket_back_its_messages_and_status_and_replays
     rebuilt = await snapshot(stack.pool)
     for table in live:
         assert set(rebuilt[table]) ^ set(live[table]) == set(), table
+
+
+async def test_tidydesk_merge_and_unmerge_commands(
+        stack: Stack, api: str, api_headers: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from tidydesk import cli
+
+    a, b = (str(r["number"]) for r in await _open(stack, 2, "cli"))
+    monkeypatch.setenv("TIDYDESK_HTTP_PORT", api.rpartition(":")[2])
+    monkeypatch.setenv("TIDYDESK_API_TOKEN", api_headers["Authorization"].split()[1])
+    assert await asyncio.to_thread(cli.main, ["merge", a, b, "--agent", "kim"]) == 0
+    assert await asyncio.to_thread(cli.main, ["merge", b, a]) == 1  # a loop: 409
+    assert await asyncio.to_thread(cli.main, ["unmerge", a, "--agent", "kim"]) == 0
+    out = capsys.readouterr()
+    assert "'status': 'open', 'changed': True" in out.out and "loop" in out.err
+    statuses = [(await stack.store.load(str(r["id"]))).status for r in await stack.tickets()]
+    assert statuses == ["open", "open"]
