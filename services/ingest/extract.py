@@ -35,6 +35,8 @@ from typing import Any
 
 import msgspec
 
+from tidydesk.text import lexicon
+
 __all__ = ["Extracted", "body_of", "decode_bytes", "extract", "html_to_text", "reply_text"]
 
 
@@ -82,42 +84,10 @@ _INTRO = re.compile(
 )
 
 # Header-block field names per category (Outlook, Apple Mail, Naver, Daum, QQ … in many
-# languages), '|'-separated.
-_FIELDS: dict[str, str] = {
-    "from": (
-        "from|von|de|da|van|od|от|från|fra|frá|lähettäjä|feladó|de la|kimden|από|من|"
-        "보낸 사람|보낸사람|보낸이|발신|발신자|差出人|送信者|送信元|发件人|發件人|寄件者|"
-        "寄件人|nadawca|afzender|remetente|mittente|absender|"
-        "expéditeur|expediteur|sender"
-    ),
-    "sent": (
-        "sent|date|gesendet|datum|envoyé|envoye|envoyé le|envoye le|date d'envoi|enviado|"
-        "enviada|enviado el|enviado em|enviada em|fecha|data|inviato|inviato il|verzonden|"
-        "wysłano|wysłane|data wysłania|отправлено|дата|skickat|sendt|dato|lähetetty|"
-        "päivämäärä|elküldve|"
-        "보낸 날짜|보낸날짜|날짜|送信日時|送信日|日付|日時|发送时间|發送時間|发送日期|"
-        "日期|时间|時間|寄件日期|"
-        "dátum|trimis|gönderildi|tarih|στάλθηκε|ημερομηνία|تم الإرسال|التاريخ|message du|"
-        "odesláno|sent at|sent on"
-    ),
-    "to": (
-        "to|an|à|a|para|aan|do|кому|till|til|vastaanottaja|címzett|"
-        "받는 사람|받는사람|받는이|수신|수신자|宛先|收件人|收件者|"
-        "către|catre|kime|προς|إلى|adresat|destinataire|destinatário|destinatario|"
-        "empfänger|komu|recipient"
-    ),
-    "cc": (
-        "cc|bcc|kopie|copie|copie à|cópia|copia|kopia|копия|kopio|másolat|κοιν|"
-        "참조|抄送|副本|"
-        "cc/bcc"
-    ),
-    "subject": (
-        "subject|betreff|objet|asunto|assunto|oggetto|onderwerp|temat|тема|ämne|emne|aihe|"
-        "제목|件名|主题|主題|主旨|tárgy|subiect|konu|θέμα|الموضوع|sujet|předmět|reply-to"
-    ),
-}
+# languages): services/text/data/mail.json.
+_FIELDS = lexicon.mail().header_fields
 _FIELD_OF: dict[str, str] = {
-    n.lower(): cat for cat, names in _FIELDS.items() for n in names.split("|")
+    n.lower(): cat for cat, names in _FIELDS.items() for n in names
 }
 _FIELD_ALT = "|".join(
     re.escape(n).replace(r"\ ", r"\s*") for n in sorted(_FIELD_OF, key=len, reverse=True)
@@ -217,27 +187,8 @@ _BANNER = re.compile(
     r"(?:extern|outside|sender|originated|expéditeur)",
     re.I,
 )
-_VALEDICTION = re.compile(
-    r"^(?:(?:best|kind|warm|warmest|many|with|with kind|sincere)?\s*regards"
-    r"|best|cheers|thanks|thank you|many thanks|thanks again|thanks in advance|thx|ty"
-    r"|sincerely|yours sincerely|sincerely yours|yours truly|yours|all the best|best wishes"
-    r"|take care|cordially|respectfully"
-    r"|mit freundlichen grü(?:ß|ss)en|freundliche grü(?:ß|ss)e|viele grü(?:ß|ss)e"
-    r"|beste grü(?:ß|ss)e|liebe grü(?:ß|ss)e|herzliche grü(?:ß|ss)e|grü(?:ß|ss)e|gruß|lg|mfg|vg"
-    r"|cordialement|bien cordialement|bien à vous|salutations|sincères salutations"
-    r"|amicalement|bonne journée|merci|merci beaucoup|au revoir|bisous|cdt|cdlt"
-    r"|saludos|un saludo|saludos cordiales|atentamente|gracias|muchas gracias|cordialmente"
-    r"|salud|cumprimentos|atenciosamente|obrigad[oa]|abraços|adeus|att"
-    r"|saluti|cordiali saluti|distinti saluti|grazie|un saluto|a presto"
-    r"|met vriendelijke groet(?:en)?|vriendelijke groet(?:en)?|groeten|groet|beste"
-    r"|pozdrawiam|z poważaniem|dziękuję|do widzenia|с уважением|спасибо"
-    r"|med vänliga hälsningar|vänliga hälsningar|hälsningar|mvh|venlig hilsen"
-    r"|med venlig hilsen|vennlig hilsen|med vennlig hilsen|hilsen"
-    r"|ystävällisin terveisin|terveisin|kiitos|hyvästi"
-    r"|감사합니다|고맙습니다|감사드립니다|よろしくお願いいたします|よろしくお願いします"
-    r"|谢谢|謝謝|此致敬礼)\s*[,.!！。]?$",
-    re.I,
-)
+# Closings ("kind regards", "감사합니다", "谢谢"): services/text/data/mail.json.
+_VALEDICTION = re.compile(rf"^(?:{'|'.join(lexicon.mail().closings)})\s*[,.!！。]?$", re.I)
 # "박지영 드림", "김철수 올림": a closing with the name in front.
 _NAME_CLOSING = re.compile(r"^\S{1,12}(?:\s\S{1,12})?\s*(?:드림|올림|拝|敬上)\s*$")
 

@@ -1,7 +1,8 @@
 """Per-language word lists and phrase tables, decoded once from ``data/*.json``.
 
 Each ``data/<code>.json`` is one `Language`; ``data/ack.json`` holds the acknowledgement
-detector's phrase tables per script (their Latin alternations interleave several languages).
+detector's phrase tables per script (their Latin alternations interleave several languages),
+``data/mail.json`` the header field names and closings that reply extraction looks for.
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ class AckTables(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     filler: frozenset[str]  # Latin-script words that carry no content in a thanks clause
 
 
+class Mail(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Mail-structure vocabulary of many languages (more than have a language file)."""
+
+    header_fields: dict[str, tuple[str, ...]]  # "from" -> from, von, 보낸 사람, 差出人 ...
+    closings: tuple[str, ...]  # valediction alternatives (regular expressions): regards, 감사합니다
+
+
 def _data(name: str) -> bytes:
     return resources.files(__package__).joinpath("data", name).read_bytes()
 
@@ -73,3 +81,9 @@ def union(field: str, codes: tuple[str, ...] = CODES) -> frozenset[str]:
 def ack_tables() -> AckTables:
     """The acknowledgement phrase tables."""
     return msgspec.json.decode(_data("ack.json"), type=AckTables)
+
+
+@functools.cache
+def mail() -> Mail:
+    """Header field names and closings, for reply extraction."""
+    return msgspec.json.decode(_data("mail.json"), type=Mail)

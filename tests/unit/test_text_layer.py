@@ -100,3 +100,10 @@ def test_a_real_shared_noun_still_counts() -> None:
     text = topic.ticket_text(PAYMENT.subject, [(m.author, m.text) for m in PAYMENT.messages])
     ev = topic.compare("환불이 아직 안 들어왔어요", text)
     assert ev.shared == ("환불",)
+
+
+def test_mail_vocabulary_decodes_for_extraction() -> None:
+    mail = lexicon.mail()
+    assert set(mail.header_fields) == {"from", "sent", "to", "cc", "subject"}
+    assert {"from", "보낸 사람", "差出人", "发件人"} <= set(mail.header_fields["from"])
+    assert "감사합니다" in mail.closings
