@@ -28,6 +28,7 @@ from tidydesk.common.events import (
     TicketUntagged,
 )
 from tidydesk.common.ticket import Ticket
+from tidydesk.desk import config as desk_config
 from tidydesk.desk.hours import Hours, business_seconds, hours_for, load_config
 from tidydesk.queue.api import (
     COOKIE,
@@ -421,8 +422,14 @@ async def remove_tag(request: web.Request) -> web.Response:
 async def assign(request: web.Request) -> web.Response:
     row = await _ticket_row(request)
     cmd = await _command(request, AssignBody)
-    agent, by = _agent(cmd.agent, required=True), _agent(cmd.by)
+    agent, by = _agent(cmd.agent, required=True).lower(), _agent(cmd.by)
     accepted, _ = _if_match(request), _idempotency_key(request)
+    known = await desk_config.load(request.app[STORE].js, request.app[STORE].ns)
+    if agent not in known.agents:
+        raise bad(f"unknown agent {agent!r}: register it first (tidydesk agents add {agent} "
+                  "--email …)")
+    if cmd.team is not None and cmd.team not in known.teams:
+        raise bad(f"unknown team {cmd.team!r} (tidydesk teams set …)")
 
     def decide(ticket: Ticket) -> list[tuple[Event, str]]:
         if ticket.assignee == agent:
@@ -457,9 +464,7 @@ async def page(request: web.Request) -> web.StreamResponse:
 
 
 async def asset(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
-    if name not in ASSETS:
-        raise ProblemError(404, f"no page asset {name[:80]!r}")
+    name = request.path.rpartition("/")[2]
     return web.FileResponse(PAGE / name, headers={
         "Content-Type": f"{ASSETS[name]}; charset=utf-8", "X-Content-Type-Options": "nosniff"})
 
@@ -473,9 +478,8 @@ ROUTES: list[Op] = [
        "in with a cookie", None, (_p("token", {"type": "string"}, "a token, once: moved into "
                                      "an HttpOnly cookie and dropped from the URL"),),
        response_media="text/html", errors=(401,)),
-    Op("GET", "/page/{name}", asset, "the page's script and style", None,
-       (_p("name", {"type": "string", "enum": sorted(ASSETS)}, "file", "path"),),
-       response_media="text/plain", errors=(404,)),
+    *(Op("GET", f"/page/{name}", asset, f"the page's {name}", None, response_media=media)
+      for name, media in ASSETS.items()),
     Op("GET", "/stats", stats, "counts per day, tag and language; response and resolution "
        "times; kudos; rising tags", "read", (
            _p("since", DATE, "first UTC day (default: 29 days before until)"),

@@ -21,6 +21,7 @@ from nats.aio.client import Client
 from tests.conftest import Stack, eventually, free_port, mail
 from tidydesk.common.events import AgentThanked, TicketSolved
 from tidydesk.common.store import KvIndex
+from tidydesk.desk import config as desk_config
 from tidydesk.desk.hours import KEY, HoursConfig, make_hours
 from tidydesk.queue.api import build, runner
 from tidydesk.queue.auth import TokenStore
@@ -97,6 +98,8 @@ async def test_tags_and_assignment_are_events_and_filter_the_queue(
     tid = await open_ticket(desk, "t1@example.com", "The printer is jammed again.")
     other = await open_ticket(desk, "t2@example.com", "Where is my invoice?",
                               sender="bob@example.com", subject="Invoice")
+    await desk_config.change(desk.js, desk.ns, lambda c: msgspec.structs.replace(
+        c, agents={"kim": desk_config.Agent(name="kim", email="kim@acme.example")}))
     async with aiohttp.ClientSession(headers=await token(desk, "read", "write")) as http:
         first = await call(http, "POST", f"{url}/tickets/{tid}/tags", 202,
                            json={"tag": "hardware", "agent": "kim"})
@@ -131,6 +134,11 @@ async def test_tags_and_assignment_are_events_and_filter_the_queue(
         for body in ({"tag": ""}, {"tag": "-x"}, {"tag": "a" * 80}, {"tag": "x", "extra": 1}):
             await call(http, "POST", f"{url}/tickets/{tid}/tags", 400, json=body)
         await call(http, "POST", f"{url}/tickets/{tid}/assign", 400, json={"agent": " "})
+        unknown = await call(http, "POST", f"{url}/tickets/{tid}/assign", 400,
+                             json={"agent": "nobody"})
+        assert "unknown agent 'nobody'" in unknown["detail"]
+        await call(http, "POST", f"{url}/tickets/{tid}/assign", 400,
+                   json={"agent": "kim", "team": "nowhere"})
         await call(http, "POST", f"{url}/tickets/{tid}/tags", 412, json={"tag": "late"},
                    headers={"If-Match": '"1"'})
         await call(http, "GET", f"{url}/tickets?tags=x", 400)
@@ -272,6 +280,7 @@ async def test_page_sign_in_moves_the_token_into_a_same_origin_cookie(
             async with http.get(f"{url}/page/{name}") as r:
                 assert r.status == 200
         await call(http, "GET", f"{url}/page/secret.txt", 404)
+        await call(http, "GET", f"{url}/page/..%2Fdesk.py", 404)
         await call(http, "GET", f"{url}/stats", 200)  # the cookie signs in
         await call(http, "GET", f"{url}/stats", 401, headers={"Sec-Fetch-Site": "cross-site"})
         origin = {"Origin": url, "Sec-Fetch-Site": "same-origin"}
