@@ -32,6 +32,7 @@ from email.utils import parseaddr
 
 from tidydesk.text import lexicon
 from tidydesk.text.normalise import fold
+from tidydesk.text.script import language
 
 # ----------------------------------------------------------------------------- categories
 # Each category gets a private-use marker character that replaces its matches.
@@ -447,6 +448,8 @@ def detect(reply: str, sender: str = "") -> AckResult:
             leftovers.extend(content)
     cats = frozenset(categories)
     if not full:
+        if language(text) == "other":
+            return AckResult(False, 0.0, ("script not covered by the lexicons: reopen",), cats)
         return AckResult(False, 0.0, ("no acknowledgement vocabulary",), cats)
     if "affirm" in cats and not cats & LICENSING:
         return AckResult(False, 0.0, ("affirmative answer may confirm a pending action",), cats)

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Literal
 
 Script = Literal["hangul", "han", "kata", "hira", "word", ""]
-Language = Literal["ko", "ja", "zh", "latin", ""]
+Language = Literal["ko", "ja", "zh", "latin", "other", ""]
 
 
 def is_hangul(c: str) -> bool:
@@ -48,9 +48,15 @@ def script(c: str) -> Script:
     return ""
 
 
+def is_latin(c: str) -> bool:
+    """A letter of the Latin script (ASCII, Latin-1, Latin Extended-A/B)."""
+    return c.isalpha() and ord(c) < 0x250
+
+
 def language(text: str) -> Language:
     """The language family a text is written in, from its letters: any Hangul is Korean, any
-    kana Japanese, Han alone Chinese, other letters "latin"; "" when the text has no letters."""
+    kana Japanese, Han alone Chinese, mostly Latin letters "latin", mostly letters of another
+    script (Cyrillic, Arabic, Thai ...) "other"; "" when the text has no letters."""
     counts = Counter(script(c) for c in text if not c.isdigit())
     if counts["hangul"]:
         return "ko"
@@ -58,4 +64,7 @@ def language(text: str) -> Language:
         return "ja"
     if counts["han"]:
         return "zh"
-    return "latin" if counts["word"] else ""
+    if not counts["word"]:
+        return ""
+    latin = sum(is_latin(c) for c in text)
+    return "latin" if 2 * latin >= counts["word"] else "other"

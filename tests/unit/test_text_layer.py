@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tidydesk.policy import topic
+from tidydesk.policy import ack, topic
 from tidydesk.policy.base import FollowUp, PastMessage, TicketView
 from tidydesk.policy.content_aware import ContentAware
 from tidydesk.text import lexicon
@@ -36,6 +36,9 @@ def test_ack_tables_decode_with_the_same_categories_per_script() -> None:
         ("谢谢你们", "zh"),
         ("注文番号", "zh"),  # kanji alone cannot be told from Chinese
         ("Thanks, works now", "latin"),
+        ("Merci, ça marche", "latin"),
+        ("Спасибо, всё работает", "other"),
+        ("ขอบคุณครับ", "other"),
         ("12345 !!", ""),
         ("", ""),
     ],
@@ -107,3 +110,10 @@ def test_mail_vocabulary_decodes_for_extraction() -> None:
     assert set(mail.header_fields) == {"from", "sent", "to", "cc", "subject"}
     assert {"from", "보낸 사람", "差出人", "发件人"} <= set(mail.header_fields["from"])
     assert "감사합니다" in mail.closings
+
+
+@pytest.mark.parametrize("reply", ["Спасибо!", "ขอบคุณครับ", "شكرا جزيلا"])
+def test_a_script_the_lexicons_do_not_cover_reopens_and_says_so(reply: str) -> None:
+    found = ack.detect(reply)
+    assert not found.is_ack
+    assert found.reasons == ("script not covered by the lexicons: reopen",)
