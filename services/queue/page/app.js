@@ -5,7 +5,8 @@
 
 const $ = (selector) => document.querySelector(selector);
 const SVG = "http://www.w3.org/2000/svg";
-const state = { ticket: null, lastSeq: null, refresh: null };
+const state = { ticket: null, lastSeq: null, refresh: null, statsAt: 0 };
+const STATS_EVERY = 30000;  // ms: the stats read every ticket of the period, the rest is cheap
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -282,7 +283,9 @@ async function poll() {
 }
 
 async function refresh() {
-  await Promise.all([loadQueue(), loadStats(),
+  const stats = Date.now() - state.statsAt >= STATS_EVERY;
+  if (stats) state.statsAt = Date.now();
+  await Promise.all([loadQueue(), stats ? loadStats() : Promise.resolve(),
     state.ticket ? showTicket(state.ticket) : Promise.resolve()]);
 }
 
