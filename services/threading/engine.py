@@ -405,7 +405,7 @@ class Threader:
             return [(ConversationMoved(ticket_id=ticket.ticket_id, into=into, message_ids=ids,
                                        reason=reason), f"moved:{into}")]
 
-        for _ in range(MAX_HOPS):
+        for _ in range(5 * MAX_HOPS):  # hops, and conflicts with other writers
             source, into = await self.live(source), await self.live(into)
             if source == into:
                 return 0
