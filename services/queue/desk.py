@@ -190,9 +190,12 @@ class AssignResult(msgspec.Struct, kw_only=True):
 
 def _day(name: str, value: str) -> date:
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise bad(f"{name} must be a date YYYY-MM-DD, got {value[:40]!r}") from None
+    if not 1970 <= day.year <= 9000:
+        raise bad(f"{name} must be a date from 1970 to 9000, got {day}")
+    return day
 
 
 def _period(q: Any) -> tuple[date, date]:

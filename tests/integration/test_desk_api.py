@@ -227,7 +227,8 @@ async def test_stats_customers_and_feed(desk: Stack, url: str) -> None:
         past = await call(http, "GET", f"{url}/stats?since={old}&until={old}", 200)
         assert past["totals"]["opened"] == 0 and len(past["per_day"]) == 1
         for bad in ("since=2026-13-01", "until=yesterday", "since=2026-02-01&until=2026-01-01",
-                    "since=2020-01-01&until=2026-01-01", "days=3"):
+                    "since=2020-01-01&until=2026-01-01", "days=3", "until=0001-01-01",
+                    "since=9999-12-31&until=9999-12-31"):
             await call(http, "GET", f"{url}/stats?{bad}", 400)
 
         alice = await call(http, "GET", f"{url}/customers/Alice@Example.com", 200)
