@@ -16,7 +16,7 @@ from tidydesk.threading.engine import shared_secret
 
 schemathesis = pytest.importorskip("schemathesis")
 hypothesis = pytest.importorskip("hypothesis")
-EXAMPLES = 60  # per operation and mode: ~1500 requests in about 15 s
+EXAMPLES = 60  # per operation and mode; the cap below bounds a slow machine
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ async def test_schemathesis_finds_no_server_error_and_no_off_spec_response(
         await stack.intake.accept(mail(f"fz{i}@example.com", f"fuzz {i}"))
     await eventually(lambda: _count(stack, 3))
     url, token = served
-    failures = await asyncio.wait_for(asyncio.to_thread(fuzz, url, token), 120)
+    failures = await asyncio.wait_for(asyncio.to_thread(fuzz, url, token), 300)
     assert not failures, "\n\n".join(failures)
 
 
