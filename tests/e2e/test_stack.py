@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import free_port, mail
+from tidydesk.common.settings import SERVICES
 
 pytestmark = pytest.mark.e2e
 TIDYDESK = [sys.executable, "-m", "tidydesk.cli"]
@@ -183,7 +184,7 @@ def test_embedded_nats_killed_comes_back_on_its_port(tmp_path: Path,
         nats_url = re.search(r"^\s+NATS\s+(\S+) \(embedded\)", text, re.M)
         assert nats_url, text[-3000:]
         readyz = re.findall(r"(http://\S+/readyz)", text)
-        assert len(readyz) == 5
+        assert len(readyz) == len(SERVICES)
 
         old_pid = int((home / "nats.pid").read_text())
         os.kill(old_pid, signal.SIGKILL)

@@ -379,7 +379,8 @@ async def test_ses_subscription_confirmation_is_logged_not_fetched(
                "SubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription",
                "Timestamp": "2026-12-03T12:00:00.000Z"}
     await _sns(ses, signer.sign(confirm), 204)
-    logged = capsys.readouterr().out
+    captured = capsys.readouterr()
+    logged = captured.out + captured.err  # structlog writes to the stderr of the moment
     assert "sns_confirmation_needed" in logged and "ConfirmSubscription" in logged
     assert signer.fetched == [Signer.CERT_URL]  # the certificate only, not SubscribeURL
 
