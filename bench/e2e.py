@@ -61,8 +61,8 @@ from tidydesk.common import db
 from tidydesk.common import store as store_module
 from tidydesk.common.events import Envelope, MessageThreaded, TicketOpened, decode
 from tidydesk.common.store import JetStreamEventStore, close, connect
-from tidydesk.common.ticket import Ticket, fold
 from tidydesk.common.topology import apply_topology
+from tidydesk.tickets.ticket import Ticket, fold
 
 SERVICES = ("ingest", "threading", "policy", "queue")
 COUNTS: Counter[str] = Counter()  # this process's round trips, by kind

@@ -32,8 +32,9 @@ import asyncpg
 from bench._common import drop_namespace, machine, new_namespace, quiet_logs, servers, table
 from tidydesk.common import db
 from tidydesk.common.events import MessageRejected
-from tidydesk.common.store import KvIndex, tenant
+from tidydesk.common.store import KvIndex
 from tidydesk.ingest.intake import Intake
+from tidydesk.tickets.mailbox import tenant
 
 VICTIM = "lee@example.com"
 ATTACKER = "eve@evil.example"
@@ -190,7 +191,7 @@ async def desk(nats_url: str, database_url: str) -> AsyncIterator[tuple[Intake, 
     from tidydesk.queue.auth import TokenStore
     from tidydesk.queue.projection import Projector
     from tidydesk.threading.app import build as threader
-    from tidydesk.threading.engine import shared_secret
+    from tidydesk.tickets.tokens import shared_secret
 
     ns = new_namespace()
     settings = Settings.from_env({"TIDYDESK_NAMESPACE": ns, "TIDYDESK_TRUSTED_AUTHSERV": RELAY})

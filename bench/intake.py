@@ -40,11 +40,12 @@ from bench._common import (
     table,
 )
 from tidydesk.common.events import MessageReceived
-from tidydesk.common.store import JetStreamEventStore, RawStore, close, connect, tenant
+from tidydesk.common.store import JetStreamEventStore, RawStore, close, connect
 from tidydesk.common.topology import apply_topology
 from tidydesk.ingest.intake import Intake
 from tidydesk.ingest.parse import intake_key, parse
 from tidydesk.ingest.smtp import serve
+from tidydesk.tickets.mailbox import tenant
 
 PAYLOAD = 2048  # bytes of a raw-publish message, about a small mail's event
 

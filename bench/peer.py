@@ -61,9 +61,9 @@ from tidydesk.common.events import (
     TicketSolved,
 )
 from tidydesk.common.store import JetStreamEventStore, close, connect
-from tidydesk.common.ticket import Ticket
 from tidydesk.common.topology import apply_topology
 from tidydesk.queue.projection import Projector
+from tidydesk.tickets.ticket import Ticket
 
 STEPS = 4  # events (commands) per ticket
 

@@ -160,7 +160,7 @@ async def api(stack: Stack) -> AsyncIterator[str]:
 
     from tidydesk.common.store import KvIndex
     from tidydesk.queue.api import build
-    from tidydesk.threading.engine import shared_secret
+    from tidydesk.tickets.tokens import shared_secret
 
     index = KvIndex(stack.js, stack.ns)
     app = build(stack.pool, stack.store, stack.intake.raw, stack.intake, 1 << 20,

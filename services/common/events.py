@@ -383,6 +383,7 @@ _encoder = msgspec.json.Encoder()
 
 
 LEGACY_SOURCE = "tidydesk"  # the `source` of events recorded before source_for()
+MAX_EVENT_BYTES = 512 * 1024  # encoded event; NATS refuses payloads over 1 MiB by default
 
 
 def source_for(ns: str) -> str:

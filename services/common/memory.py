@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from tidydesk.common.events import Envelope, Event, envelope
 from tidydesk.common.store import Conflict, Decides
-from tidydesk.common.ticket import Ticket, fold
+from tidydesk.tickets.ticket import Ticket, fold
 
 
 class InMemoryEventStore(Decides):

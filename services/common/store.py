@@ -24,7 +24,8 @@ from nats.js.object_store import ObjectStore
 
 from tidydesk.common import trace
 from tidydesk.common.events import Envelope, Event, decode, encode, envelope, source_for
-from tidydesk.common.ticket import Ticket, fold
+from tidydesk.tickets.mailbox import tenant
+from tidydesk.tickets.ticket import Ticket, fold
 
 log = structlog.get_logger()
 STRUCTURED = "application/cloudevents+json"  # the CloudEvents NATS binding, structured mode
@@ -297,11 +298,6 @@ class JetStreamEventStore(Decides):
             if base is not None and landed:
                 self._remember(fold(base, landed), landed[-1][1].id)
         return expected
-
-
-def tenant(mailbox: str) -> str:
-    """Tenant of a mailbox: its domain (plus-addressing and case ignored)."""
-    return mailbox.rpartition("@")[2].lower()
 
 
 def link(ticket_id: str, mailbox: str) -> str:

@@ -24,7 +24,7 @@ from tidydesk.common.events import (
     TicketSolved,
     TicketSplit,
 )
-from tidydesk.common.ticket import Ticket
+from tidydesk.tickets.ticket import Ticket
 
 Status = Literal["open", "resolved"]
 

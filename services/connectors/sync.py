@@ -27,7 +27,6 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 
 from tidydesk.common.events import Envelope, TicketOpened
-from tidydesk.common.ticket import fold
 from tidydesk.connectors.port import (
     Comment,
     Correspond,
@@ -37,6 +36,7 @@ from tidydesk.connectors.port import (
     SetStatus,
     plan,
 )
+from tidydesk.tickets.ticket import fold
 
 log = structlog.get_logger()
 BUDGET_FROM = "notify-mail"  # the retry budget (max_deliver, backoff) connectors share

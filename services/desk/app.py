@@ -53,15 +53,15 @@ from tidydesk.common.store import (
     digest_key,
     link,
     message_key,
-    tenant,
 )
-from tidydesk.common.ticket import Ticket, fold
 from tidydesk.desk import config as desk_config
 from tidydesk.desk.config import DeskConfig, MailboxDesk, Team, duration
 from tidydesk.desk.hours import hours_for, is_open, next_open
 from tidydesk.desk.hours import load_config as load_hours
 from tidydesk.desk.text import complaint, language, notice_language, out_of_hours_notice
-from tidydesk.threading.engine import reply_address, shared_secret
+from tidydesk.tickets.mailbox import tenant
+from tidydesk.tickets.ticket import Ticket, fold
+from tidydesk.tickets.tokens import reply_address, shared_secret
 
 log = structlog.get_logger()
 DURABLE = "desk"

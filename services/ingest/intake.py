@@ -15,9 +15,10 @@ import structlog
 
 from tidydesk.common import metrics, trace
 from tidydesk.common.events import MessageReceived, MessageRejected
-from tidydesk.common.store import JetStreamEventStore, RawStore, tenant
+from tidydesk.common.store import JetStreamEventStore, RawStore
 from tidydesk.ingest.parse import intake_key, parse, synthesised_id
 from tidydesk.ingest.senderauth import trusted_ids
+from tidydesk.tickets.mailbox import tenant
 
 log = structlog.get_logger()
 Accepted = tuple[MessageReceived | MessageRejected, bool]

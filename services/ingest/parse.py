@@ -15,7 +15,12 @@ from typing import Any
 
 import msgspec
 
-from tidydesk.common.events import Attachment, MessageReceived, MessageRejected
+from tidydesk.common.events import (
+    MAX_EVENT_BYTES,
+    Attachment,
+    MessageReceived,
+    MessageRejected,
+)
 from tidydesk.ingest import autoreply
 from tidydesk.ingest.extract import body_of, extract, html_to_text
 from tidydesk.ingest.sanitize import Tally, clean, scrub, text_charset
@@ -27,7 +32,6 @@ MAX_HEADER = 4096  # characters of a structured header parsed: the stdlib is qua
 MAX_UNSTRUCTURED = 65536  # … and of an unstructured one (Subject, References: also quadratic)
 MAX_ADDR_HEADERS = 10  # To/Cc header fields read (RFC 5322 allows one each)
 MAX_ATTACHMENTS = 200
-MAX_EVENT_BYTES = 512 * 1024  # encoded event; NATS refuses payloads over 1 MiB by default
 _MSGID = re.compile(r"<([^<>\s]{1,500})>")
 # a mail's own Message-ID: the header starts with one <left@right>, without spaces or brackets
 _OWN_ID = re.compile(r"<([^<>\s@]{1,250}@[^<>\s@]{1,250})>(?=\s|\(|$)")

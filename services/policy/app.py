@@ -29,10 +29,11 @@ from tidydesk.common.store import (
     link,
     message_key,
 )
-from tidydesk.common.ticket import Ticket
-from tidydesk.policy.base import Decision, FollowUp, language, view
+from tidydesk.policy.base import Decision, FollowUp, language
 from tidydesk.policy.config import load as load_config
 from tidydesk.policy.registry import get_policy
+from tidydesk.tickets.ticket import Ticket
+from tidydesk.tickets.view import view
 
 log = structlog.get_logger()
 

@@ -27,10 +27,10 @@ from tidydesk.common.events import (
 from tidydesk.common.runtime import stop_if_cancelled
 from tidydesk.common.settings import Settings
 from tidydesk.common.store import close, connect
-from tidydesk.common.ticket import Ticket
 from tidydesk.policy.app import decide
 from tidydesk.policy.base import language
 from tidydesk.policy.registry import get_policy
+from tidydesk.tickets.ticket import Ticket
 
 RECORDED = {TicketReopened: "reopen", FollowupAcknowledged: "acknowledge",
             FollowupRecorded: "auto", TicketSplit: "split"}

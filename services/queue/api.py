@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
-import random
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -28,29 +28,15 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
-from tidydesk.common.events import (
-    Event,
-    MessageRejected,
-    ReplySent,
-    TicketClosed,
-    TicketMerged,
-    TicketSolved,
-    TicketUnmerged,
-)
+from tidydesk.common.events import MessageRejected
 from tidydesk.common.settings import Settings
 from tidydesk.common.store import (
-    Conflict,
     JetStreamEventStore,
     KvIndex,
     RawStore,
     digest_key,
-    link,
-    message_key,
-    tenant,
 )
-from tidydesk.common.ticket import Ticket
 from tidydesk.ingest.intake import Intake
-from tidydesk.ingest.parse import MAX_EVENT_BYTES
 from tidydesk.ingest.providers import _Postmark, postmark_mail
 from tidydesk.queue.auth import Token, TokenStore
 from tidydesk.queue.inbound import (
@@ -73,7 +59,25 @@ from tidydesk.queue.inbound import (
 )
 from tidydesk.queue.openapi import Op, Param, docs_page, document
 from tidydesk.queue.problems import ProblemError, problems
-from tidydesk.threading.engine import Threader, merge_at, reply_address
+from tidydesk.tickets import commands
+from tidydesk.tickets.commands import (
+    AcceptHeld,
+    Close,
+    Command,
+    Done,
+    Merge,
+    MoveHeld,
+    NotHeld,
+    Refused,
+    Reply,
+    Solve,
+    TooLarge,
+    Unmerge,
+    VersionMismatch,
+    holders,
+)
+from tidydesk.tickets.mailbox import tenant
+from tidydesk.tickets.tokens import reply_address
 
 log = structlog.get_logger()
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -96,7 +100,6 @@ TICKET_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # PostgreSQL text takes no NUL
 STATUSES = ("open", "solved", "closed", "merged")
 SIMPLE_TYPES = ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data")
-ENVELOPE_ROOM = 2048  # bytes the CloudEvents envelope adds around an event
 TICKET_COLUMNS = (
     "id, number, status, subject, requester, mailbox, split_from, opened_at, updated_at,"
     " message_count, assignee,"
@@ -328,13 +331,6 @@ def _if_match(request: web.Request) -> set[int] | None:
             and len(t) < 21}
 
 
-def _check_version(ticket: Ticket, accepted: set[int] | None) -> None:
-    if accepted is not None and ticket.version not in accepted:
-        raise ProblemError(412, f"the ticket is at version {ticket.version}, not "
-                           f"{', '.join(map(str, sorted(accepted))) or 'the one named'}; "
-                           "reload it and decide again", {"ETag": _etag(ticket.version)})
-
-
 def _idempotency_key(request: web.Request, body_key: str = "") -> str:
     """The Idempotency-Key header (or the body's key; both must agree), "" if none."""
     header = request.headers.get("Idempotency-Key", "")
@@ -478,24 +474,38 @@ async def raw_message(request: web.Request) -> web.Response:
     return web.Response(body=data, content_type="message/rfc822")
 
 
-# --- commands ---
+# --- commands (tidydesk.tickets.commands: the routes decode them and map refusals) ---
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """A command's refusal as the problem it is over HTTP."""
+    try:
+        yield
+    except VersionMismatch as exc:
+        raise ProblemError(412, str(exc), {"ETag": _etag(exc.version)}) from None
+    except Refused as exc:
+        raise ProblemError(409, str(exc)) from None
+    except TooLarge as exc:
+        raise ProblemError(413, str(exc)) from None
+    except NotHeld as exc:
+        raise ProblemError(404, str(exc)) from None
+
+
+async def _execute(request: web.Request, ticket_id: str, cmd: Command,
+                   accepted: set[int] | None) -> Done:
+    """Run the command, not cut short by a client that hangs up."""
+    with _refusals():
+        return await asyncio.shield(commands.execute(
+            request.app[STORE], ticket_id, cmd, accepted, request.app[INDEX]))
+
 
 async def _status_command(request: web.Request, target: str) -> web.Response:
     row = await _ticket_row(request)
-    cmd = await _command(request, StatusBody)
+    body = await _command(request, StatusBody)
     accepted, _ = _if_match(request), _idempotency_key(request)  # idempotent by state
-
-    def decide(ticket: Ticket) -> list[tuple[Event, str]]:
-        if ticket.status == target or (target == "solved" and ticket.status == "closed"):
-            return []  # already there: the command is idempotent
-        _check_version(ticket, accepted)
-        event: Event = (TicketSolved if target == "solved" else TicketClosed)(
-            ticket_id=ticket.ticket_id, agent=cmd.agent
-        )
-        return [(event, f"{target}@{ticket.version}")]
-
-    events = await asyncio.shield(request.app[STORE].decide(row["id"], decide))
-    return _json(StatusResult(id=row["id"], status=target, changed=bool(events)), 202,
+    cmd = Solve(agent=body.agent) if target == "solved" else Close(agent=body.agent)
+    done = await _execute(request, row["id"], cmd, accepted)
+    return _json(StatusResult(id=row["id"], status=target, changed=done.changed), 202,
                  await _version(request, row["id"]))
 
 
@@ -505,9 +515,6 @@ async def solve(request: web.Request) -> web.Response:
 
 async def close(request: web.Request) -> web.Response:
     return await _status_command(request, "closed")
-
-
-MERGE_ATTEMPTS = 30
 
 
 async def merge(request: web.Request) -> web.Response:
@@ -520,43 +527,10 @@ async def merge(request: web.Request) -> web.Response:
         raise bad("a ticket merges into another ticket, not into itself")
     if tenant(into["mailbox"]) != tenant(row["mailbox"]):
         raise bad("tickets of different tenants never merge")
-    changed = await asyncio.shield(
-        _merge(request.app[STORE], row["id"], into["id"], cmd.agent, accepted))
-    return _json(MergeResult(id=row["id"], into=into["id"], changed=changed), 202,
+    done = await _execute(request, row["id"], Merge(into=into["id"], agent=cmd.agent),
+                          accepted)
+    return _json(MergeResult(id=row["id"], into=into["id"], changed=done.changed), 202,
                  await _version(request, row["id"]))
-
-
-async def _merge(store: JetStreamEventStore, source_id: str, target_id: str, agent: str,
-                 accepted: set[int] | None) -> bool:
-    """Merge on the event store, both tickets at the versions read (engine.merge_at): of
-    merges that would close a loop one conflicts, looks again and finds the loop (409).
-    False if it was merged so already."""
-    for attempt in range(MERGE_ATTEMPTS):
-        source = await store.load(source_id)
-        if source.merged_into == target_id:
-            return False
-        if source.merged_into is not None:
-            raise ProblemError(409, f"ticket {source_id} is merged into {source.merged_into}"
-                               " already (unmerge it first)")
-        _check_version(source, accepted)
-        target, path = await store.load(target_id), [target_id]
-        while target.merged_into is not None and len(path) < 10:
-            path.append(target.merged_into)
-            target = await store.load(target.merged_into)
-        if len(path) > 1:
-            loop = " (merging would make a loop)" if source_id in path else ""
-            raise ProblemError(409, f"ticket {target_id} is merged: {' -> '.join(path)}"
-                               f"{loop}; merge into an unmerged ticket")
-        try:
-            await merge_at(store, source, target, [(TicketMerged(
-                ticket_id=source_id, into=target_id, agent=agent),
-                f"merge:{target_id}@{source.version}")], agent)
-        except Conflict:  # someone wrote first: look again, after a jitter that ends ties
-            log.info("merge_conflict_retry", ticket_id=source_id, into=target_id)
-            await asyncio.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 6)))
-            continue
-        return True
-    raise ProblemError(409, f"tickets {source_id} and {target_id} kept changing; try again")
 
 
 async def unmerge(request: web.Request) -> web.Response:
@@ -564,22 +538,9 @@ async def unmerge(request: web.Request) -> web.Response:
     row = await _ticket_row(request)
     cmd = await _command(request, StatusBody)
     accepted, _ = _if_match(request), _idempotency_key(request)  # idempotent by state
-
-    def decide(ticket: Ticket) -> list[tuple[Event, str]]:
-        if ticket.merged_into is None:
-            return []
-        if ticket.moved:
-            raise ProblemError(409, "this ticket's conversation was moved by threading (its "
-                               "replies arrived first), not merged by an agent")
-        _check_version(ticket, accepted)
-        ids = (*(m.message_id for m in ticket.messages), *ticket.held)
-        return [(TicketUnmerged(ticket_id=ticket.ticket_id, from_ticket=ticket.merged_into,
-                                status=ticket.premerge or "open", message_ids=ids,
-                                agent=cmd.agent), f"unmerge@{ticket.version}")]
-
-    events = await asyncio.shield(request.app[STORE].decide(row["id"], decide))
+    done = await _execute(request, row["id"], Unmerge(agent=cmd.agent), accepted)
     status = (await request.app[STORE].load(row["id"])).status
-    return _json(StatusResult(id=row["id"], status=status, changed=bool(events)), 202,
+    return _json(StatusResult(id=row["id"], status=status, changed=done.changed), 202,
                  await _version(request, row["id"]))
 
 
@@ -590,36 +551,13 @@ def _held_id(request: web.Request) -> str:
     return message_id
 
 
-async def _holders(store: JetStreamEventStore, ticket: Ticket) -> list[Ticket]:
-    """The ticket and those merged into it (and into them): held mail of all of them is
-    this ticket's to act on."""
-    out, seen = [ticket], {ticket.ticket_id}
-    for t in out:
-        for source_id in sorted(t.absorbing - seen):
-            seen.add(source_id)
-            source = await store.load(source_id)
-            if source.merged_into == t.ticket_id and len(out) < MAX_LIMIT:
-                out.append(source)
-    return out
-
-
-async def _holding(request: web.Request, message_id: str) -> tuple[Ticket, Ticket]:
-    """(the ticket named in the path, the one holding `message_id`: it or one merged into
-    it); 404 when neither holds it."""
-    ticket = await request.app[STORE].load((await _ticket_row(request))["id"])
-    for holder in await _holders(request.app[STORE], ticket):
-        if message_id in holder.held:
-            return ticket, holder
-    raise _not_found(f"held message {message_id!r} on this ticket")
-
-
 async def list_held(request: web.Request) -> web.Response:
     row = await _ticket_row(request)
-    holders = await _holders(request.app[STORE], await request.app[STORE].load(row["id"]))
+    held = await holders(request.app[STORE], await request.app[STORE].load(row["id"]))
     return _json(HeldList(held=[HeldMessage(
         message_id=h.message_id, sender=h.sender, subject=h.subject, reply=h.reply,
         method=h.method, reason=h.reason, ticket=t.ticket_id)
-        for t in holders for h in t.held.values()]))
+        for t in held for h in t.held.values()]))
 
 
 async def accept_held(request: web.Request) -> web.Response:
@@ -627,26 +565,11 @@ async def accept_held(request: web.Request) -> web.Response:
     message_id = _held_id(request)
     cmd = await _command(request, StatusBody)
     accepted, _ = _if_match(request), _idempotency_key(request)
-    try:
-        ticket, holder = await _holding(request, message_id)
-    except ProblemError:
-        ticket = await request.app[STORE].load((await _ticket_row(request))["id"])
-        if not any(m.message_id == message_id for m in ticket.messages):
-            raise
-        return _json(HeldResult(message_id=message_id, ticket=ticket.ticket_id,
-                                changed=False), 202, {"ETag": _etag(ticket.version)})
-    _check_version(ticket, accepted)
-    threader = Threader(request.app[STORE], request.app[INDEX])
-    into = ticket.merged_into or (ticket.ticket_id if holder is not ticket else None)
-    if into is not None:  # held where the conversation no longer is: it joins where it is
-        went = await asyncio.shield(threader.move_held(holder.ticket_id, message_id, into,
-                                                       cmd.agent))
-        changed = went is not None
-    else:
-        went = ticket.ticket_id
-        changed = await asyncio.shield(threader.accept_held(went, message_id, cmd.agent))
-    return _json(HeldResult(message_id=message_id, ticket=went or ticket.ticket_id,
-                            changed=changed), 202, await _version(request, ticket.ticket_id))
+    row = await _ticket_row(request)
+    done = await _execute(request, row["id"], AcceptHeld(message_id=message_id,
+                                                         agent=cmd.agent), accepted)
+    return _json(HeldResult(message_id=message_id, ticket=done.went or row["id"],
+                            changed=done.changed), 202, await _version(request, row["id"]))
 
 
 async def move_held(request: web.Request) -> web.Response:
@@ -663,16 +586,9 @@ async def move_held(request: web.Request) -> web.Response:
         if tenant(target["mailbox"]) != tenant(row["mailbox"]):
             raise bad("a held message moves only to a ticket of its own tenant")
         into = str(target["id"])
-    ticket, holder = await _holding(request, message_id)
-    _check_version(ticket, accepted)
-    try:
-        went = await asyncio.shield(Threader(request.app[STORE], request.app[INDEX]).move_held(
-            holder.ticket_id, message_id, into, cmd.agent))
-    except ValueError as exc:
-        raise ProblemError(409, str(exc)) from None
-    if went is None:
-        raise _not_found(f"held message {message_id!r} on this ticket")
-    return _json(HeldResult(message_id=message_id, ticket=went, changed=True), 202,
+    done = await _execute(request, row["id"], MoveHeld(message_id=message_id, into=into,
+                                                       agent=cmd.agent), accepted)
+    return _json(HeldResult(message_id=message_id, ticket=done.went, changed=True), 202,
                  await _version(request, row["id"]))
 
 
@@ -687,32 +603,8 @@ async def reply(request: web.Request) -> web.Response:
     domain = tenant(row["mailbox"]) or "tidydesk.invalid"
     message_id = f"{digest_key(row['id'] + key)[:32]}@{domain}"
     reply_to = reply_address(request.app[SECRET], row["id"], row["mailbox"])
-
-    def decide(ticket: Ticket) -> list[tuple[Event, str]]:
-        if ticket.has_message(message_id):
-            return []  # a retry of a reply that landed
-        _check_version(ticket, accepted)
-        history = [m.message_id for m in ticket.messages]
-        subject = ticket.subject if f"[#{ticket.number}]" in ticket.subject else (
-            f"[#{ticket.number}] {ticket.subject}")
-        event = ReplySent(
-            ticket_id=ticket.ticket_id, message_id=message_id, agent=cmd.agent, text=cmd.text,
-            sender=ticket.mailbox, to=ticket.requester, subject=f"Re: {subject}",
-            reply_to=reply_to, in_reply_to=history[-1] if history else None,
-            references=tuple(history[-20:]),
-        )
-        size = len(msgspec.json.encode(event)) + ENVELOPE_ROOM
-        if size > MAX_EVENT_BYTES:
-            raise ProblemError(413, f"the reply makes a {size}-byte event; at most "
-                               f"{MAX_EVENT_BYTES} bytes fit (shorten the text)")
-        return [(event, message_id)]
-
-    async def record() -> None:  # not cut short by a client that hangs up
-        await request.app[STORE].decide(row["id"], decide)
-        await request.app[INDEX].put(message_key(row["mailbox"], message_id),
-                                     link(row["id"], row["mailbox"]))
-
-    await asyncio.shield(record())
+    await _execute(request, row["id"], Reply(message_id=message_id, text=cmd.text,
+                                             reply_to=reply_to, agent=cmd.agent), accepted)
     return _json(ReplyResult(message_id=message_id, reply_to=reply_to), 202,
                  await _version(request, row["id"]))
 

@@ -17,7 +17,7 @@ from tidydesk.ingest.intake import Intake
 from tidydesk.queue.api import allowed_hosts, build, runner
 from tidydesk.queue.inbound import Providers
 from tidydesk.queue.projection import Projector
-from tidydesk.threading.engine import shared_secret
+from tidydesk.tickets.tokens import shared_secret
 
 log = structlog.get_logger()
 

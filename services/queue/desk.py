@@ -9,7 +9,6 @@ for same-origin requests only.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import math
 import re
@@ -22,13 +21,6 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from tidydesk.common.events import (
-    Event,
-    TicketAssigned,
-    TicketTagged,
-    TicketUntagged,
-)
-from tidydesk.common.ticket import Ticket
 from tidydesk.desk import config as desk_config
 from tidydesk.desk.hours import Hours, business_seconds, hours_for, load_config
 from tidydesk.queue.api import (
@@ -41,8 +33,8 @@ from tidydesk.queue.api import (
     TOKENS,
     EventList,
     EventRecord,
-    _check_version,
     _command,
+    _execute,
     _idempotency_key,
     _if_match,
     _json,
@@ -54,6 +46,7 @@ from tidydesk.queue.api import (
 )
 from tidydesk.queue.openapi import Op
 from tidydesk.queue.problems import ProblemError
+from tidydesk.tickets.commands import Assign, Tag, Untag
 
 PAGE = Path(__file__).resolve().parent / "page"  # package data
 ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
@@ -401,21 +394,12 @@ def _agent(value: str, required: bool = False) -> str:
 async def _tag_command(request: web.Request, tag: str, agent: str, add: bool) -> web.Response:
     row = await _ticket_row(request)
     accepted, _ = _if_match(request), _idempotency_key(request)  # idempotent by state
-    tags: set[str] = set()
-
-    def decide(ticket: Ticket) -> list[tuple[Event, str]]:
-        tags.clear()
-        tags.update(ticket.tags)
-        if not ticket.exists or (tag in ticket.tags) == add:
-            return []
-        _check_version(ticket, accepted)
-        event: Event = (TicketTagged(ticket_id=ticket.ticket_id, tag=tag, agent=agent) if add
-                        else TicketUntagged(ticket_id=ticket.ticket_id, tag=tag, agent=agent))
+    cmd = Tag(tag=tag, agent=agent) if add else Untag(tag=tag, agent=agent)
+    done = await _execute(request, row["id"], cmd, accepted)
+    tags = set(done.ticket.tags)
+    if done.changed:
         (tags.add if add else tags.discard)(tag)
-        return [(event, f"{'tag' if add else 'untag'}:{tag}@{ticket.version}")]
-
-    events = await asyncio.shield(request.app[STORE].decide(row["id"], decide))
-    return _json(TagResult(id=row["id"], tag=tag, tags=sorted(tags), changed=bool(events)),
+    return _json(TagResult(id=row["id"], tag=tag, tags=sorted(tags), changed=done.changed),
                  202, await _version(request, row["id"]))
 
 
@@ -442,16 +426,9 @@ async def assign(request: web.Request) -> web.Response:
     if cmd.team is not None and cmd.team not in known.teams:
         raise bad(f"unknown team {cmd.team!r} (tidydesk teams set …)")
 
-    def decide(ticket: Ticket) -> list[tuple[Event, str]]:
-        if ticket.assignee == agent:
-            return []
-        _check_version(ticket, accepted)
-        return [(TicketAssigned(ticket_id=ticket.ticket_id, agent=agent, team=cmd.team,
-                                by=f"agent:{by}" if by else "api"),
-                 f"assign:{agent}@{ticket.version}")]
-
-    events = await asyncio.shield(request.app[STORE].decide(row["id"], decide))
-    return _json(AssignResult(id=row["id"], assignee=agent, changed=bool(events)), 202,
+    done = await _execute(request, row["id"], Assign(agent=agent, team=cmd.team, by=by),
+                          accepted)
+    return _json(AssignResult(id=row["id"], assignee=agent, changed=done.changed), 202,
                  await _version(request, row["id"]))
 
 

@@ -45,8 +45,8 @@ from tidydesk.common.events import (
     decode,
 )
 from tidydesk.common.runtime import stop_if_cancelled
-from tidydesk.common.store import tenant
 from tidydesk.desk.text import language
+from tidydesk.tickets.mailbox import tenant
 
 log = structlog.get_logger()
 TABLES = ("tickets", "messages", "rejected", "events", "ticket_tags")

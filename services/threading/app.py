@@ -18,7 +18,8 @@ from tidydesk.common.events import (
 from tidydesk.common.runtime import consume, open_bus
 from tidydesk.common.settings import Settings
 from tidydesk.common.store import JetStreamEventStore, KvIndex, close
-from tidydesk.threading.engine import Options, Threader, shared_secret
+from tidydesk.threading.engine import Options, Threader
+from tidydesk.tickets.tokens import shared_secret
 
 log = structlog.get_logger()
 OUTCOMES: dict[type[Event], str] = {MessageThreaded: "message_threaded",

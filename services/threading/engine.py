@@ -20,11 +20,8 @@ that names no ticket is recorded (`message.auto_recorded`) and opens none.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import random
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,12 +31,8 @@ import msgspec
 from tidydesk.common import parking
 from tidydesk.common.events import (
     AutoRecorded,
-    ConversationAdopted,
     ConversationMoved,
     Event,
-    HeldAccepted,
-    HeldMoved,
-    MergeAccepted,
     MessageHeld,
     MessageReceived,
     MessageThreaded,
@@ -53,21 +46,22 @@ from tidydesk.common.store import (
     digest_key,
     link,
     message_key,
-    tenant,
     unlink,
 )
-from tidydesk.common.ticket import Ticket
-from tidydesk.policy.base import view
 from tidydesk.threading import similarity
+from tidydesk.tickets import conversation
+from tidydesk.tickets.conversation import MAX_HOPS, merge_at
+from tidydesk.tickets.mailbox import tenant
+from tidydesk.tickets.ticket import Ticket
+from tidydesk.tickets.tokens import token_ticket
+from tidydesk.tickets.view import view
 
 LOOKUP_REFERENCES = 20  # the nearest References are enough to find a known ancestor
 OPEN = ("open", "pending")
 RELATED_FLOOR = 0.25  # below the join threshold but worth suggesting to an agent
 LINKS = ("in-reply-to", "references", "reply-token")  # evidence that moves early replies
 CHECKED = ("in-reply-to", "references", "out-of-order", "subject-number")  # sender-checked
-MAX_HOPS = 10  # merges/moves followed before giving up
 Outcome = MessageThreaded | MessageHeld | AutoRecorded
-_token = re.compile(r"^[^+@]+\+t([0-9a-f]{24})\.([0-9a-f]{12})@", re.IGNORECASE)
 
 
 def candidates(msg: MessageReceived) -> list[str]:
@@ -95,57 +89,6 @@ def auto_subject(msg: MessageReceived) -> str:
 def new_ticket_id(msg: MessageReceived) -> str:
     """Deterministic per tenant, so a redelivered message re-finds the ticket it opened."""
     return digest_key(tenant(msg.mailbox) + "\0" + msg.message_id)[:24]
-
-
-async def merge_at(store: EventStore, source: Ticket, target: Ticket,
-                   items: list[tuple[Event, str]], agent: str = "") -> None:
-    """Record that `source` continues in `target` (`items`: its `ticket.merged` or
-    `conversation.moved`) so that merges at once never close a loop: `merge_accepted` on
-    the unmerged target at the version read, then `items` on the source at the version read
-    before that. A ticket thus changes between its read and its merge only by a conflict,
-    and of merges closing a loop (A->B, B->A; A->B->C->A) one always conflicts and looks
-    again. Conflict when either ticket changed meanwhile or the target is merged."""
-    if target.merged_into is not None:
-        raise Conflict(target.ticket_id)
-    await store.append(target.ticket_id, [(MergeAccepted(
-        ticket_id=target.ticket_id, from_ticket=source.ticket_id, source_version=source.version,
-        agent=agent), f"accept:{source.ticket_id}@{source.version}")], target.version)
-    await store.append(source.ticket_id, items, source.version)
-
-
-def _unheld(held: MessageHeld, ticket_id: str, method: str, why: str) -> MessageThreaded:
-    """The `message.threaded` of a held message an agent let into `ticket_id`."""
-    fields = msgspec.structs.asdict(held)
-    del fields["reason"]
-    fields.update(ticket_id=ticket_id, method=method, reasons=(*held.reasons, why))
-    return MessageThreaded(**fields)
-
-
-async def shared_secret(index: Index) -> bytes:
-    """The reply-token key, created once for the whole deployment."""
-    return bytes.fromhex(await index.claim("secret", secrets.token_hex(32)))
-
-
-def reply_token(secret: bytes, ticket_id: str, domain: str) -> str:
-    """Unguessable per-ticket token for the plus-address Reply-To, valid for one domain."""
-    signed = f"{ticket_id}@{domain.lower()}".encode()
-    return f"t{ticket_id}.{hmac.new(secret, signed, hashlib.sha256).hexdigest()[:12]}"
-
-
-def reply_address(secret: bytes, ticket_id: str, mailbox: str) -> str:
-    """support@acme.example -> support+t<ticket>.<sig>@acme.example."""
-    local, _, domain = mailbox.partition("@")
-    return f"{local.split('+')[0]}+{reply_token(secret, ticket_id, domain)}@{domain}"
-
-
-def token_ticket(secret: bytes, mailbox: str) -> str | None:
-    """The ticket named by a valid reply token in the recipient address, else None."""
-    found = _token.match(mailbox)
-    if not found or not secret:
-        return None
-    ticket_id = found.group(1).lower()
-    expected = reply_token(secret, ticket_id, tenant(mailbox)).split(".")[1]
-    return ticket_id if hmac.compare_digest(expected, found.group(2).lower()) else None
 
 
 class Options(msgspec.Struct, frozen=True, kw_only=True):
@@ -376,19 +319,10 @@ class Threader:
 
     async def live(self, ticket_id: str) -> str:
         """The ticket a (possibly merged or moved) ticket's conversation continues in."""
-        return (await self._path(ticket_id))[-1].ticket_id
+        return await conversation.live(self.store, self.index, ticket_id)
 
     async def _path(self, ticket_id: str) -> list[Ticket]:
-        """`ticket_id` and the tickets it was merged or moved into, the live one last."""
-        path = [await self.store.load(ticket_id)]
-        for _ in range(MAX_HOPS):
-            ticket = path[-1]
-            if ticket.merged_into is None:
-                break
-            if ticket.moved:
-                await self._adopt(ticket)  # finish a move a crash interrupted
-            path.append(await self.store.load(ticket.merged_into))
-        return path
+        return await conversation.path(self.store, self.index, ticket_id)
 
     async def move(self, source: str, into: str, reason: str) -> int:
         """Move every message of `source` into `into`: `conversation.moved` on the source
@@ -430,98 +364,7 @@ class Threader:
         raise RuntimeError(f"tickets {source} and {into} keep moving")
 
     async def _adopt(self, source: Ticket) -> None:
-        """Carry a moved ticket's messages into the live ticket it moved to (idempotent)."""
-        assert source.merged_into is not None
-        target, onward = source.merged_into, ""
-
-        def adopt(ticket: Ticket) -> list[tuple[Event, str]]:
-            nonlocal onward
-            onward = ""
-            if source.ticket_id in ticket.adopted or source.ticket_id == target:
-                return []  # adopted already (and carried on with the target if it moved)
-            onward = ticket.merged_into or ""
-            if onward:
-                return []
-            known = (ticket.customers() | ticket.agents) - ticket.support_addresses()
-            ok = [m for m in source.messages if m.method == "reply.sent" or
-                  m.sender.lower() in known]
-            held = [*source.held.values(), *(MessageHeld(
-                **msgspec.structs.asdict(m), reason=f"moved from ticket {source.ticket_id}: "
-                f"{m.sender} is not a participant of #{ticket.number}")
-                for m in source.messages if m not in ok)]
-            seen = source.customers() if source.requester.lower() in known else set()
-            return [(ConversationAdopted(
-                ticket_id=target, from_ticket=source.ticket_id, messages=tuple(ok),
-                held=tuple(held), participants=tuple(sorted(seen))),
-                f"adopted:{source.ticket_id}")]
-
-        for _ in range(MAX_HOPS):
-            await self.store.decide(target, adopt)
-            if not onward:
-                break
-            target = onward  # the target moved on itself: adopt into where it went
-        for mid in (*(m.message_id for m in source.messages), *source.held):
-            await self.index.put(message_key(source.mailbox, mid), link(target, source.mailbox))
-
-    async def accept_held(self, ticket_id: str, message_id: str, agent: str) -> bool:
-        """An agent lets a held message in: `message.threaded` (its sender is a participant
-        from now on, policies see it), then `held.accepted`. False if it is not held here."""
-        def decide(ticket: Ticket) -> list[tuple[Event, str]]:
-            held = ticket.held.get(message_id)
-            if held is None:
-                return []
-            items: list[tuple[Event, str]] = []
-            if not any(m.message_id == message_id for m in ticket.messages):
-                items.append((_unheld(held, ticket_id, held.method, f"held ({held.reason}), "
-                              f"accepted by {agent or 'an agent'}"), f"accepted:{message_id}"))
-            items.append((HeldAccepted(ticket_id=ticket_id, message_id=message_id, agent=agent),
-                          f"accepted:{message_id}"))
-            return items
-
-        return bool(await self.store.decide(ticket_id, decide))
-
-    async def move_held(self, ticket_id: str, message_id: str, into: str | None,
-                        agent: str) -> str | None:
-        """Send a held message to ticket `into` (its live end), or to a new ticket of its
-        own when `into` is None: threaded there first, then `held.moved` here (a crash in
-        between leaves it in both, and a retry finishes). The ticket it went to, or None
-        if it is not held here."""
-        source = await self.store.load(ticket_id)
-        held = source.held.get(message_id)
-        if held is None:
-            return None
-        target = await self.live(into) if into else digest_key(
-            f"held\0{ticket_id}\0{message_id}")[:24]
-        if target == ticket_id:
-            raise ValueError(f"ticket {into} is where the message is held")
-        why = f"held on #{source.number} ({held.reason}), moved by {agent or 'an agent'}"
-        threaded = _unheld(held, target, "new" if into is None else "moved", why)
-        opened: TicketOpened | None = None
-        if into is None and not (await self.store.load(target)).exists:
-            number = await self.index.next_number(target)
-            opened = TicketOpened(ticket_id=target, number=number, subject=held.subject,
-                                  requester=held.sender, mailbox=source.mailbox,
-                                  message_id=message_id)
-            await self.index.put(f"n:{number}", link(target, source.mailbox))
-            await self._remember_open(held.sender, target)
-
-        def thread(ticket: Ticket) -> list[tuple[Event, str]]:
-            if ticket.merged_into is not None:
-                raise ValueError(f"ticket {target} was merged meanwhile: move it again")
-            items: list[tuple[Event, str]] = []
-            if opened is not None and not ticket.exists:
-                items.append((opened, "opened"))
-            if not ticket.has_message(message_id):
-                items.append((threaded, f"moved:{message_id}"))
-            return items
-
-        await self.store.decide(target, thread)
-        await self.index.put(message_key(source.mailbox, message_id),
-                             link(target, source.mailbox))
-        await self.store.decide(ticket_id, lambda t: [(HeldMoved(
-            ticket_id=ticket_id, message_id=message_id, into=target, agent=agent),
-            f"held-moved:{message_id}")] if message_id in t.held else [])
-        return target
+        await conversation.adopt(self.store, self.index, source)
 
     async def _auto(self, msg: MessageReceived, v: Verdict) -> AutoRecorded | None:
         """An auto-reply that names no ticket: recorded on its own subject, no ticket."""
@@ -600,11 +443,4 @@ class Threader:
         return tuple(sorted({a.lower() for a in (*msg.to, *msg.cc)} - known - {""}))
 
     async def _remember_open(self, sender: str, ticket_id: str) -> None:
-        """Keep the requester's (and organisation's) latest tickets for content matching."""
-        def add(value: str | None) -> str:
-            ids = msgspec.json.decode(value or "[]", type=list[str])
-            ids = [*ids[-19:], ticket_id] if ticket_id not in ids else ids
-            return msgspec.json.encode(ids).decode()
-
-        for key in (f"q:{sender}", f"q:@{tenant(sender)}"):
-            await self.index.update(key, add)  # two mails of one sender at once: keep both
+        await conversation.remember_open(self.index, sender, ticket_id)

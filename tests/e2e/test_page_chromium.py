@@ -24,7 +24,7 @@ from tidydesk.desk.app import DURABLE, DeskService
 from tidydesk.ingest.smtp import serve
 from tidydesk.queue.api import build, runner
 from tidydesk.queue.auth import TokenStore
-from tidydesk.threading.engine import shared_secret
+from tidydesk.tickets.tokens import shared_secret
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.async_api", reason="pip install playwright")

@@ -12,7 +12,7 @@ from tests.conftest import Stack, eventually, free_port, mail
 from tidydesk.common.store import KvIndex
 from tidydesk.queue.api import build, runner
 from tidydesk.queue.auth import TokenStore
-from tidydesk.threading.engine import shared_secret
+from tidydesk.tickets.tokens import shared_secret
 
 schemathesis = pytest.importorskip("schemathesis")
 hypothesis = pytest.importorskip("hypothesis")

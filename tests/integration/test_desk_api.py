@@ -27,7 +27,7 @@ from tidydesk.queue.api import build, runner
 from tidydesk.queue.auth import TokenStore
 from tidydesk.queue.desk import percentiles
 from tidydesk.queue.projection import rebuild
-from tidydesk.threading.engine import shared_secret
+from tidydesk.tickets.tokens import shared_secret
 
 Json = dict[str, Any]
 

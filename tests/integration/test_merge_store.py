@@ -10,8 +10,8 @@ import pytest
 from tests.conftest import Stack, eventually, mail
 from tests.integration.test_replay import replay_cli, snapshot
 from tidydesk.common.store import KvIndex
-from tidydesk.common.ticket import Ticket
 from tidydesk.threading.engine import Threader
+from tidydesk.tickets.ticket import Ticket
 
 
 async def _open(stack: Stack, count: int, prefix: str) -> list[dict[str, object]]:

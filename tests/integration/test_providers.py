@@ -21,7 +21,7 @@ from tests.conftest import Stack, eventually, free_port, mail
 from tidydesk.common.store import KvIndex
 from tidydesk.queue.api import build
 from tidydesk.queue.inbound import Providers
-from tidydesk.threading.engine import shared_secret
+from tidydesk.tickets.tokens import shared_secret
 
 POSTMARK_AUTH = "postmark:pm-secret"
 SENDGRID_AUTH = "sendgrid:sg-secret"

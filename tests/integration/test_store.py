@@ -9,7 +9,7 @@ from nats.aio.client import Client
 
 from tidydesk.common.events import Event, MessageRejected, MessageThreaded, TicketOpened
 from tidydesk.common.store import Conflict, JetStreamEventStore
-from tidydesk.common.ticket import Ticket
+from tidydesk.tickets.ticket import Ticket
 
 
 def opened(ticket_id: str) -> TicketOpened:

@@ -23,7 +23,7 @@ from tidydesk.common.store import (
     KvIndex,
     RawMailStore,
 )
-from tidydesk.common.ticket import Ticket
+from tidydesk.tickets.ticket import Ticket
 
 ADAPTERS = ["memory", "jetstream"]
 

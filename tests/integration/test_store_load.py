@@ -24,7 +24,7 @@ from tidydesk.common.events import (
     decode,
 )
 from tidydesk.common.store import Conflict, JetStreamEventStore, close, connect
-from tidydesk.common.ticket import Ticket, fold
+from tidydesk.tickets.ticket import Ticket, fold
 
 
 def event(tid: str, i: int) -> tuple[Event, str]:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tidydesk.common.events import Envelope, FollowupRecorded, MessageThreaded, TicketSolved
-from tidydesk.common.ticket import Ticket
 from tidydesk.ingest.autoreply import detect
 from tidydesk.policy.app import AUTO_REASON, decide, decision_events
+from tidydesk.tickets.ticket import Ticket
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "autoreply"
 

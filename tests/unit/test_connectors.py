@@ -21,10 +21,10 @@ from tidydesk.common.events import (
     TicketSplit,
     envelope,
 )
-from tidydesk.common.ticket import Ticket, fold
 from tidydesk.connectors.port import Comment, Correspond, Create, Op, SetStatus, plan
 from tidydesk.connectors.rt import RtSettings, ticket_sql
 from tidydesk.connectors.sync import Connector, CreatePending, Link, MemoryLinks
+from tidydesk.tickets.ticket import Ticket, fold
 
 DECIDED = dict(ticket_id="t1", policy="content-aware", version="3", confidence=0.9,
                reasons=("thanks only",))

@@ -18,8 +18,8 @@ from tidydesk.common.events import (
     envelope,
 )
 from tidydesk.common.settings import SETTINGS, Settings
-from tidydesk.common.ticket import fold
 from tidydesk.threading.engine import candidates, locate
+from tidydesk.tickets.ticket import fold
 
 
 def received(**kw: object) -> MessageReceived:

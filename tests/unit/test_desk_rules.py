@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tidydesk.common.events import Event, MessageThreaded, TicketTagged
-from tidydesk.common.ticket import Ticket
 from tidydesk.desk.app import View, escalation_reason, tag_items
 from tidydesk.desk.config import (
     Agent,
@@ -21,6 +20,7 @@ from tidydesk.desk.config import (
     parse_rota,
 )
 from tidydesk.desk.text import complaint, language, notice_language, out_of_hours_notice
+from tidydesk.tickets.ticket import Ticket
 
 WEEKEND = "alice=mon-fri; bob=tue-sat; carol=wed-sun"
 AGENTS = {n: Agent(name=n, email=f"{n}@acme.example") for n in ("lee", "alice", "bob", "carol")}

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tidydesk.common.events import Attachment, MessageReceived, MessageRejected
-from tidydesk.ingest.parse import MAX_EVENT_BYTES, parse
+from tidydesk.common.events import MAX_EVENT_BYTES, Attachment, MessageReceived, MessageRejected
+from tidydesk.ingest.parse import parse
 from tidydesk.ingest.sanitize import Tally, clean, scrub, text_charset
 
 # What no string of an intake event may hold: C0 but \t \n, DEL, C1, surrogates, U+FFFE/F.

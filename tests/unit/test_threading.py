@@ -20,13 +20,9 @@ from tidydesk.common.events import (
     TicketSolved,
 )
 from tidydesk.common.memory import InMemoryEventStore, InMemoryIndex
-from tidydesk.threading.engine import (
-    Options,
-    Threader,
-    message_key,
-    reply_address,
-    token_ticket,
-)
+from tidydesk.common.store import message_key
+from tidydesk.threading.engine import Options, Threader
+from tidydesk.tickets.tokens import reply_address, token_ticket
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "threading"
 NOW = datetime(2026, 3, 5, 10, 0, tzinfo=UTC)

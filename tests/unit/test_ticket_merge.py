@@ -15,7 +15,7 @@ from tidydesk.common.events import (
     TicketUnmerged,
     envelope,
 )
-from tidydesk.common.ticket import Ticket, fold
+from tidydesk.tickets.ticket import Ticket, fold
 
 
 def _fold(ticket_id: str, *events: Event) -> Ticket:
