@@ -174,6 +174,25 @@ class EventList(msgspec.Struct, kw_only=True):
     events: list[EventRecord]
 
 
+class AutoMessage(msgspec.Struct, kw_only=True):
+    """An auto-reply that threaded to no ticket (`message.auto_recorded`): kept, no ticket."""
+
+    message_id: str
+    sender: str
+    subject: str
+    mailbox: str
+    auto: str
+    received_at: datetime
+
+
+class AutoMessagePage(msgspec.Struct, kw_only=True):
+    """One page of such mails, oldest first; `next` is the URL of the following page."""
+
+    messages: list[AutoMessage]
+    next: str | None = None
+    cursor: str | None = None
+
+
 class StatusBody(msgspec.Struct, forbid_unknown_fields=True):
     agent: str = ""
 
@@ -472,6 +491,45 @@ async def raw_message(request: web.Request) -> web.Response:
     if data is None:
         raise _not_found(f"message {message_id!r}")
     return web.Response(body=data, content_type="message/rfc822")
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    """The auto-replies recorded without a ticket, keyset pages by (received_at, tenant, id)."""
+    q = request.query
+    if q.get("auto") != "recorded":
+        raise bad("auto=recorded is required: the mails that opened no ticket (auto-replies "
+                  "that thread nowhere); a ticket's mails are in GET /tickets/{id}")
+    limit = _limit(q.get("limit", "100"))
+    args: list[Any] = []
+    sql = ("SELECT message_id, sender, subject, mailbox, coalesce(auto, '') AS auto, "
+           "received_at, tenant FROM messages WHERE threaded_by = 'auto' AND ticket_id IS NULL")
+    if own := _principal(request).tenant:
+        args.append(own)
+        sql += f" AND tenant = ${len(args)}"
+    if "cursor" in q:
+        args.extend(_message_after(q["cursor"]))
+        sql += f" AND (received_at, tenant, message_id) > (${len(args) - 2}, ${len(args) - 1}, " \
+               f"${len(args)})"
+    rows = await request.app[POOL].fetch(
+        f"{sql} ORDER BY received_at, tenant, message_id LIMIT {limit + 1}", *args)
+    page = AutoMessagePage(messages=[AutoMessage(**{k: v for k, v in r.items() if k != "tenant"})
+                                     for r in rows[:limit]])
+    headers: dict[str, str] = {}
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        page.cursor = base64.urlsafe_b64encode(msgspec.json.encode(
+            [last["received_at"], last["tenant"], last["message_id"]])).decode().rstrip("=")
+        page.next = str(request.rel_url.update_query(cursor=page.cursor))
+        headers["Link"] = f'<{page.next}>; rel="next"'
+    return _json(page, headers=headers)
+
+
+def _message_after(value: str) -> tuple[datetime, str, str]:
+    try:
+        return msgspec.json.decode(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)),
+                                   type=tuple[datetime, str, str])
+    except (binascii.Error, ValueError, msgspec.MsgspecError):
+        raise bad("malformed cursor: pass the `cursor` of the previous page as is") from None
 
 
 # --- commands (tidydesk.tickets.commands: the routes decode them and map refusals) ---
@@ -932,6 +990,14 @@ ROUTES: list[Op] = [
        "the URL is not signed); a SubscriptionConfirmation is answered 204 and its "
        "SubscribeURL logged", None, (), SnsMessage, ("application/json", "text/plain"), ok=202,
        response=IntakeResult, errors=(400, 401, 403, 422)),
+    Op("GET", "/messages", list_messages, "auto-replies recorded without a ticket "
+       "(message.auto_recorded), oldest first in keyset pages", "read", (
+        _p("auto", {"type": "string", "enum": ["recorded"]}, "required: recorded"),
+        _p("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+           "page size (default 100)"),
+        _p("cursor", {"type": "string"}, "`cursor` of the previous page"),
+    ), response=AutoMessagePage, errors=(400,),
+       response_headers=(_p("Link", {"type": "string"}, 'rel="next" page', "header"),)),
     Op("GET", "/messages/{message_id}/raw", raw_message, "the raw bytes of a mail", "read",
        (_p("message_id", {"type": "string", "minLength": 1, "maxLength": 998},
            "Message-ID without <>", "path"),), response=bytes,
