@@ -55,12 +55,13 @@ class ContentAware:
             return self._decision(
                 "split", 0.7, why, f"new reference {ev.new_ids[0]} not in the ticket{after}"
             )
-        if topic.is_new_topic(ev, age):
+        held = topic.held_back(ev, age)
+        if held is None:
             margin = topic.score(ev) - topic.split_threshold(age)
             return self._decision(
                 "split", min(0.6 + margin / 2, 0.9), why, _topic_reason(ev) + after
             )
-        reasons = [why]
+        reasons = [why, held]
         if ev.shared:
             reasons.append(f"shares topic words with the ticket: {', '.join(ev.shared)}")
         if ev.back_reference:

@@ -325,12 +325,25 @@ def is_new_topic(ev: TopicEvidence, days_after_close: float | None) -> bool:
     too little (`MIN_MASS`: "It still doesn't work", "any update?") or meets an empty ticket;
     shared content ("When will the blender refund reach my card?") weighs in `score`.
     """
-    if ev.back_reference or ev.shared_ids or ev.mass < MIN_MASS or not ev.ticket_mass:
-        return False
+    return held_back(ev, days_after_close) is None
+
+
+def held_back(ev: TopicEvidence, days_after_close: float | None) -> str | None:
+    """Why the reply is not a new topic (a reason for the reopen), or None when it is one."""
+    if ev.back_reference or ev.shared_ids:
+        return "not a new topic: it refers to the ticket"
+    if ev.mass < MIN_MASS:
+        return f"not a new topic: too little content ({ev.mass:.1f} < {MIN_MASS:g})"
+    if not ev.ticket_mass:
+        return "not a new topic: the ticket has no content to compare with"
     recent = days_after_close is None or days_after_close <= RECENT_DAYS
     if recent and not (ev.request or ev.ask_novelty or ev.new_topic_marker):
-        return False  # soon after the close only a new request splits, not a bare statement
-    return score(ev) >= split_threshold(days_after_close)
+        # soon after the close only a new request splits, not a bare statement
+        return f"not a new topic: no new request within {RECENT_DAYS:g} days of the close"
+    s, bar = score(ev), split_threshold(days_after_close)
+    if s < bar:
+        return f"new-topic score {s:.2f} below the split threshold {bar:.2f}: reopen"
+    return None
 
 
 def _terms(folded: str) -> set[str]:
