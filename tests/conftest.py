@@ -104,13 +104,16 @@ class Stack:
         from tidydesk.policy.app import PolicyService
         from tidydesk.queue.app import forever
         from tidydesk.queue.projection import Projector
-        from tidydesk.threading.app import build
+        from tidydesk.threading.app import build, lanes, options
 
         threading = await build(self.settings, self.js)
+        width = self.settings.consumer_concurrency
         return [
-            asyncio.create_task(consume(self.js, self.ns, "threading", threading.handle)),
+            asyncio.create_task(consume(self.js, self.ns, "threading", threading.handle,
+                                        concurrency=width, lane=lanes(options(self.settings)))),
             asyncio.create_task(consume(self.js, self.ns, "policy",
-                                        PolicyService(self.js, self.settings).handle)),
+                                        PolicyService(self.js, self.settings).handle,
+                                        concurrency=width)),
             asyncio.create_task(forever("projection", Projector(self.js, self.pool, self.ns).run)),
         ]
 

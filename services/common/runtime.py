@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import signal
@@ -24,6 +25,9 @@ from tidydesk.common.topology import apply_topology
 
 log = structlog.get_logger()
 Handler = Callable[[int, Envelope], Awaitable[None]]
+Lane = Callable[[Msg, Envelope], tuple[str, ...]]  # events sharing a key: in stream order
+Decoded = Envelope | msgspec.MsgspecError  # an undecodable event is parked, not retried
+Run = Callable[[Msg, Decoded], Awaitable[None]]
 HANDLER_TIMEOUT = 120.0  # seconds; a hung handler counts as a failed attempt
 LAG_EVERY = 5.0  # seconds between refreshes of a consumer's lag gauges
 
@@ -49,12 +53,15 @@ async def open_bus(settings: Settings, name: str) -> tuple[Client, JetStreamCont
 
 
 async def consume(js: JetStreamContext, ns: str, durable: str, handler: Handler,
-                  batch: int = 32) -> None:
+                  batch: int = 32, concurrency: int = 1, lane: Lane | None = None) -> None:
     """Run `handler` for every message of a durable pull consumer; ack only after success.
 
-    A failing event is retried as the consumer config says (`max_deliver`, `backoff`), then
-    parked (see tidydesk.common.parking) so that the events after it go on. Retries that an
-    operator asks for with `tidydesk parked retry` run here too.
+    Up to `concurrency` handlers run at once: events that share a key of `lane` (default:
+    the subject, i.e. one ticket) are handled one after another in stream order.
+    At most `batch` x `concurrency` fetched events wait or run at a time (1: one batch, one
+    event after another). A failing event is retried as the consumer config says
+    (`max_deliver`, `backoff`), then parked (see tidydesk.common.parking) so that the events
+    after it go on. Retries that an operator asks for with `tidydesk parked retry` run here too.
     """
     stream = f"{ns.upper()}_EVENTS"
     info = await js.consumer_info(stream, durable)
@@ -63,27 +70,33 @@ async def consume(js: JetStreamContext, ns: str, durable: str, handler: Handler,
     async def exhausted(msg: Msg) -> None:
         await _park_exhausted(js, ns, durable, msg)
 
+    async def run(msg: Msg, env: Decoded) -> None:
+        await _handle(js, ns, durable, handler, policy, msg, env)
+
     nc: Client = js._nc  # advisories are plain NATS messages
     advisories = await nc.subscribe(
         f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{durable}", cb=exhausted)
     retries = asyncio.create_task(parking.serve_retries(js, ns, durable, traced(handler)))
     lag = asyncio.create_task(_watch_lag(js, stream, durable))
     try:
-        while True:
-            try:
-                msgs = await sub.fetch(batch, timeout=5)
-            except (TimeoutError, NatsTimeout):
-                stop_if_cancelled()
-                continue
-            except Exception as exc:  # reconnecting, leader election: wait, then fetch again
-                stop_if_cancelled()
-                log.warning("fetch_failed", consumer=durable, error=str(exc) or type(exc).__name__)
-                await asyncio.sleep(1)
-                continue
-            async with _keepalive(msgs, policy.progress_every()):  # handled ones leave the list
-                while msgs:
-                    await _handle(js, ns, durable, handler, policy, msgs[0])
-                    msgs.pop(0)
+        async with asyncio.TaskGroup() as group:
+            lanes = Lanes(group, run, max(1, concurrency), lane or by_subject)
+            async with _keepalive(lanes.held, policy.progress_every()):
+                while True:
+                    await lanes.room_for(batch)
+                    try:
+                        msgs = await sub.fetch(batch, timeout=5)
+                    except (TimeoutError, NatsTimeout):
+                        stop_if_cancelled()
+                        continue
+                    except Exception as exc:  # reconnecting, leader election: wait, fetch again
+                        stop_if_cancelled()
+                        log.warning("fetch_failed", consumer=durable,
+                                    error=str(exc) or type(exc).__name__)
+                        await asyncio.sleep(1)
+                        continue
+                    for msg in msgs:
+                        lanes.put(msg)
     finally:
         lag.cancel()
         retries.cancel()
@@ -91,6 +104,74 @@ async def consume(js: JetStreamContext, ns: str, durable: str, handler: Handler,
             await retries
         with contextlib.suppress(Exception):
             await advisories.unsubscribe()
+
+
+def by_subject(msg: Msg, env: Envelope) -> tuple[str, ...]:
+    """The default lane: one subject, i.e. one ticket."""
+    return (msg.subject,)
+
+
+class Lanes:
+    """Fetched events routed by their keys: an event runs once it is the oldest waiting one
+    of each of its keys, so events sharing a key run one after another in the order they
+    came (the oldest waiting event can always run: no deadlock); up to `width` at once."""
+
+    def __init__(self, group: asyncio.TaskGroup, run: Run, width: int, key: Lane) -> None:
+        self.group, self.run, self.width, self.key = group, run, width, key
+        self.slots = asyncio.Semaphore(width)
+        self.queues: dict[str, collections.deque[Waiting]] = {}
+        self.held: dict[int, Msg] = {}  # fetched and not answered yet, for the keepalive
+        self.changed = asyncio.Event()
+
+    def put(self, msg: Msg) -> None:
+        env: Decoded
+        try:
+            env = decode(msg.data)
+        except msgspec.MsgspecError as exc:  # parked at once by _handle
+            env = exc
+        # one lane when width is 1: every event in fetch order, as before lanes existed
+        keys = ("",) if self.width == 1 else (
+            (msg.subject,) if isinstance(env, msgspec.MsgspecError) else self.key(msg, env))
+        waiting = Waiting(msg, env, tuple(dict.fromkeys(keys)) or (msg.subject,))
+        self.held[id(msg)] = msg
+        for key in waiting.keys:
+            self.queues.setdefault(key, collections.deque()).append(waiting)
+        self._start_if_first(waiting)
+
+    async def room_for(self, n: int) -> None:
+        """Wait until `n` more events fit (width x n in all)."""
+        while len(self.held) > (self.width - 1) * n:
+            self.changed.clear()
+            await self.changed.wait()
+
+    def _start_if_first(self, waiting: Waiting) -> None:
+        if all(self.queues[key][0] is waiting for key in waiting.keys):
+            run = self._run(waiting)
+            try:
+                self.group.create_task(run)
+            except RuntimeError:  # the consumer is stopping: the server redelivers it
+                run.close()
+
+    async def _run(self, waiting: Waiting) -> None:
+        async with self.slots:
+            await self.run(waiting.msg, waiting.env)
+        del self.held[id(waiting.msg)]
+        self.changed.set()
+        for key in waiting.keys:
+            queue = self.queues[key]
+            queue.popleft()
+            if queue:
+                self._start_if_first(queue[0])
+            else:
+                del self.queues[key]
+
+
+class Waiting(msgspec.Struct, frozen=True):
+    """A fetched event in its lanes."""
+
+    msg: Msg
+    env: Decoded
+    keys: tuple[str, ...]
 
 
 class Retries(msgspec.Struct, frozen=True):
@@ -114,13 +195,11 @@ class Retries(msgspec.Struct, frozen=True):
 
 
 async def _handle(js: JetStreamContext, ns: str, durable: str, handler: Handler,
-                  policy: Retries, msg: Msg) -> None:
+                  policy: Retries, msg: Msg, env: Decoded) -> None:
     seq = msg.metadata.sequence.stream
     delivered = msg.metadata.num_delivered or 1
-    try:
-        env = decode(msg.data)
-    except msgspec.MsgspecError as exc:  # redelivery cannot fix it: park at once
-        await parking.park(js, ns, durable, seq, msg.data, f"undecodable event: {exc}",
+    if isinstance(env, msgspec.MsgspecError):  # redelivery cannot fix it: park at once
+        await parking.park(js, ns, durable, seq, msg.data, f"undecodable event: {env}",
                            delivered)
         await msg.term()
         return
@@ -171,12 +250,13 @@ async def _watch_lag(js: JetStreamContext, stream: str, durable: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _keepalive(msgs: list[Msg], every: float = 2.0) -> AsyncIterator[None]:
-    """Tell the server that fetched events are still being worked on (short ack deadlines)."""
+async def _keepalive(msgs: dict[int, Msg], every: float = 2.0) -> AsyncIterator[None]:
+    """Tell the server that fetched events are still being worked on or waiting in their lane
+    (short ack deadlines)."""
     async def beat() -> None:
         while True:
             await asyncio.sleep(every)
-            for msg in list(msgs):
+            for msg in list(msgs.values()):
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
 
@@ -206,8 +286,8 @@ def main(name: str, body: Callable[[Settings], Awaitable[None]]) -> None:
 
     from tidydesk.common import health
 
-    settings = Settings.from_env()
     try:
+        settings = Settings.from_env()
         logsetup.configure(settings.log_format, settings.log_level)
         health.check_ports(health.ports(settings, (name,)))
     except (ValueError, health.PortInUse) as exc:

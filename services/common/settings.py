@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
@@ -58,6 +59,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
                                      "/inbound/mailgun/mime refuses every delivery"),
     "TIDYDESK_SES_TOPIC_ARNS": ("", "SNS topic ARNs whose SES receipts /inbound/ses takes, "
                                 "comma-separated; empty = none"),
+    "TIDYDESK_CONSUMER_CONCURRENCY": ("8", "events a consumer handles at once, one ticket "
+                                      "(threading: one requester) at a time; 1 = one by one"),
 }
 SERVICES = ("ingest", "threading", "policy", "notify", "queue", "desk")  # health port order too
 SECRETS = frozenset({"TIDYDESK_WEBHOOK_SECRET", "TIDYDESK_API_TOKEN",
@@ -105,6 +108,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sendgrid_auth: str = ""
     mailgun_signing_key: str = ""
     ses_topic_arns: str = ""
+    consumer_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 8
 
     def health_port_of(self, service: str) -> int:
         """The port of `service`'s health server: base + its place in SERVICES; 0 = any."""

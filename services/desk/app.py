@@ -466,6 +466,7 @@ async def run(settings: Settings) -> None:
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(service.sweep_forever())
-            tasks.create_task(consume(js, settings.namespace, DURABLE, service.handle))
+            tasks.create_task(consume(js, settings.namespace, DURABLE, service.handle,
+                                      concurrency=settings.consumer_concurrency))
     finally:
         await close(nc)  # unacked work is redelivered to the next instance

@@ -116,7 +116,8 @@ async def serve(nc: Client, js: JetStreamContext, settings: Settings,
     async with asyncio.TaskGroup() as tasks:
         endpoints = Endpoints(js, ns, http, budget, tasks)
         try:
-            tasks.create_task(consume(js, ns, MAIL, mailer.handle))
+            tasks.create_task(consume(js, ns, MAIL, mailer.handle,
+                                      concurrency=settings.consumer_concurrency))
             for sub in subscriptions.static(settings):
                 if not sub.secret:
                     log.warning("webhook_unsigned", url=sub.safe_url,

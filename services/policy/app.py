@@ -135,7 +135,8 @@ async def run(settings: Settings) -> None:
     nc, js = await open_bus(settings, "tidydesk-policy")
     health.register("consumer", health.consumer(js, settings.namespace, "policy"))
     try:
-        await consume(js, settings.namespace, "policy", PolicyService(js, settings).handle)
+        await consume(js, settings.namespace, "policy", PolicyService(js, settings).handle,
+                      concurrency=settings.consumer_concurrency)
     finally:
         await close(nc)  # unacked work is redelivered to the next instance
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 import structlog
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from tidydesk.common import health
@@ -15,10 +16,11 @@ from tidydesk.common.events import (
     MessageReceived,
     MessageThreaded,
 )
-from tidydesk.common.runtime import consume, open_bus
+from tidydesk.common.runtime import Lane, consume, open_bus
 from tidydesk.common.settings import Settings
 from tidydesk.common.store import JetStreamEventStore, KvIndex, close
-from tidydesk.threading.engine import Options, Threader
+from tidydesk.threading.engine import Options, Threader, candidates
+from tidydesk.tickets.mailbox import tenant
 from tidydesk.tickets.tokens import shared_secret
 
 log = structlog.get_logger()
@@ -34,6 +36,27 @@ def options(settings: Settings) -> Options:
     parsed = Options.parse(settings.subject_number, settings.thread_threshold,
                            settings.thread_same_domain)
     return msgspec.structs.replace(parsed, auto_wait=AUTO_WAIT)
+
+
+def lanes(options: Options) -> Lane:
+    """A mail's keys: its requester (with same_domain: the sender's domain) and every
+    Message-ID it names or has, each within its tenant. Mails sharing one are threaded in
+    arrival order: content joining reads the requester's open tickets (`q:<sender>`, with
+    same_domain also `q:@<domain>`), so two fresh mails of one requester at once would both
+    miss the ticket the first one opens; and a reply handled while its parent is still
+    opening the ticket would find the parent's claim but no ticket yet, and open it itself,
+    unchecked and as its requester. Mails sharing no key touch different tickets or meet
+    only through revision-checked writes (claims, expected sequences), as two instances do."""
+    def keys(msg: Msg, env: Envelope) -> tuple[str, ...]:
+        if not isinstance(env.data, MessageReceived):
+            return (msg.subject,)
+        mail, where = env.data, tenant(env.data.mailbox) + "\0"
+        who = mail.sender.lower()
+        ids = (mail.message_id, *candidates(mail))
+        return (where + (tenant(who) if options.same_domain else who),
+                *(where + "<" + i for i in ids))
+
+    return keys
 
 
 class ThreadingService:
@@ -65,6 +88,7 @@ async def run(settings: Settings) -> None:
     health.register("consumer", health.consumer(js, settings.namespace, "threading"))
     try:
         service = await build(settings, js)
-        await consume(js, settings.namespace, "threading", service.handle)
+        await consume(js, settings.namespace, "threading", service.handle,
+                      concurrency=settings.consumer_concurrency, lane=lanes(options(settings)))
     finally:
         await close(nc)  # unacked work is redelivered to the next instance
