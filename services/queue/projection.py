@@ -373,6 +373,8 @@ class Projector:
                     if end is not None:
                         return
                     continue
+                if not msgs:  # a fetch may return nothing before its timeout
+                    continue
                 # the projection's lag: events after this batch (the server's count)
                 metrics.PENDING.labels(self.name).set(msgs[-1].metadata.num_pending)
                 yield [(m.metadata.sequence.stream, m.data) for m in msgs]
