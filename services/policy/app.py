@@ -29,9 +29,10 @@ from tidydesk.common.store import (
     link,
     message_key,
 )
-from tidydesk.policy.base import Decision, FollowUp, language
+from tidydesk.policy.base import Decision, FollowUp
 from tidydesk.policy.config import load as load_config
 from tidydesk.policy.registry import get_policy
+from tidydesk.text.script import language_code
 from tidydesk.tickets.ticket import Ticket
 from tidydesk.tickets.view import view
 
@@ -107,7 +108,8 @@ class PolicyService:
                 return items
 
             await self.store.decide(m.ticket_id, record)
-            metrics.DECISIONS.labels(decision.policy, decision.verdict, language(m.reply)).inc()
+            metrics.DECISIONS.labels(decision.policy, decision.verdict,
+                                     language_code(m.reply) or "other").inc()
             log.info("followup_decided", verdict=decision.verdict, policy=decision.policy,
                      confidence=decision.confidence, reasons=list(decision.reasons),
                      shadow=shadow.verdict if shadow else None)

@@ -28,8 +28,8 @@ from tidydesk.common.runtime import stop_if_cancelled
 from tidydesk.common.settings import Settings
 from tidydesk.common.store import close, connect
 from tidydesk.policy.app import decide
-from tidydesk.policy.base import language
 from tidydesk.policy.registry import get_policy
+from tidydesk.text.script import language_code
 from tidydesk.tickets.ticket import Ticket
 
 RECORDED = {TicketReopened: "reopen", FollowupAcknowledged: "acknowledge",
@@ -69,7 +69,7 @@ def build_report(policy: str, items: list[tuple[Ticket, MessageThreaded, datetim
         before = recorded.get(m.message_id, "none")
         after = decide(ticket, m, at, policy)
         report.follow_ups += 1
-        for bucket in (queues[ticket.mailbox], langs[language(m.reply)]):
+        for bucket in (queues[ticket.mailbox], langs[language_code(m.reply) or "other"]):
             bucket["follow_ups"] += 1
         if after.verdict == before:
             continue
@@ -79,7 +79,7 @@ def build_report(policy: str, items: list[tuple[Ticket, MessageThreaded, datetim
         kind = f"{before}->{after.verdict}"
         transitions[kind] += 1
         queues[ticket.mailbox]["changed"] += 1
-        langs[language(m.reply)]["changed"] += 1
+        langs[language_code(m.reply) or "other"]["changed"] += 1
         if len(examples[kind]) < 3:
             examples[kind].append(Example(ticket.number, m.message_id, before, after.verdict,
                                           m.reply[:200], after.reasons))

@@ -32,17 +32,6 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     version: str
 
 
-def language(text: str) -> str:
-    """Rough language of a reply by script: ko, ja, zh, or latin/other."""
-    if any("\uac00" <= c <= "\ud7a3" for c in text):
-        return "ko"
-    if any("\u3040" <= c <= "\u30ff" for c in text):
-        return "ja"
-    if any("\u4e00" <= c <= "\u9fff" for c in text):
-        return "zh"
-    return "latin" if any(c.isalpha() for c in text) else "other"
-
-
 class Policy(Protocol):
     """A reopen / new-topic policy. Implementations must be pure and deterministic."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Literal
 
@@ -68,3 +69,18 @@ def language(text: str) -> Language:
         return ""
     latin = sum(is_latin(c) for c in text)
     return "latin" if 2 * latin >= counts["word"] else "other"
+
+
+def language_code(text: str) -> str:
+    """An ISO 639-1 code for a text: ko, ja, zh by script; for Latin text the language of
+    `tidydesk.text.lexicon` whose function words it uses most (en on a tie or none); "" for
+    text in no script the lexicons cover, or with no letters."""
+    from tidydesk.text import lexicon, normalise
+
+    family = language(text)
+    if family != "latin":
+        return family if family in lexicon.CJK else ""
+    words = re.findall(r"[^\W\d_]+", normalise.normalize(text))
+    hits = {code: sum(w in lexicon.language(code).function_words for w in words)
+            for code in lexicon.LATIN}
+    return max(lexicon.LATIN, key=lambda code: hits[code])  # max keeps the first (en) on ties

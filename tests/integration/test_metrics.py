@@ -47,7 +47,7 @@ async def test_every_service_serves_metrics_that_move(up: Up, hooks: Hooks, nc: 
                           consumer="threading", type="message.received") >= MAILS + 1
                 and value(s["threading"], "tidydesk_events_parked_total",
                           consumer="threading", type="undecodable") == 1
-                and value(s["policy"], "tidydesk_policy_decisions_total", language="latin") >= 1
+                and value(s["policy"], "tidydesk_policy_decisions_total", language="en") >= 1
                 and value(s["notify"], "tidydesk_webhook_deliveries_total",
                           endpoint=hooks.consumer, outcome="delivered") >= 2 * MAILS
                 and value(s["queue"], "tidydesk_projection_latency_seconds_count",

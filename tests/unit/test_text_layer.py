@@ -10,7 +10,7 @@ from tidydesk.policy.content_aware import ContentAware
 from tidydesk.text import lexicon
 from tidydesk.text.morph import korean_content
 from tidydesk.text.normalise import fold, normalize, strip_accents
-from tidydesk.text.script import language
+from tidydesk.text.script import language, language_code
 
 
 @pytest.mark.parametrize("code", lexicon.CODES)
@@ -45,6 +45,25 @@ def test_ack_tables_decode_with_the_same_categories_per_script() -> None:
 )
 def test_language_from_script(text: str, expected: str) -> None:
     assert language(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("My invoice was charged twice, can you check it?", "en"),
+        ("Meine Rechnung wurde doppelt abgebucht, können Sie das prüfen?", "de"),
+        ("Ma facture a été débitée deux fois, pouvez-vous vérifier ?", "fr"),
+        ("Mi factura se cobró dos veces, ¿pueden revisarlo?", "es"),
+        ("Invoice 4471", "en"),  # no function word: the default
+        ("결제가 두 번 됐어요", "ko"),
+        ("請求が二重です", "ja"),
+        ("发票重复扣款", "zh"),
+        ("Счёт списан дважды", ""),  # a script no lexicon covers: unknown, not "en"
+        ("", ""),
+    ],
+)
+def test_language_code(text: str, expected: str) -> None:
+    assert language_code(text) == expected
 
 
 def test_normalisation_variants() -> None:
