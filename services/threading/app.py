@@ -30,12 +30,13 @@ OUTCOMES: dict[type[Event], str] = {MessageThreaded: "message_threaded",
 
 
 AUTO_WAIT = 60.0  # s: an out-of-office often arrives before the mail it answers
+OPEN_WAIT = 60.0  # s: the instance opening a ticket is a moment away, or died (redelivery)
 
 
 def options(settings: Settings) -> Options:
     parsed = Options.parse(settings.subject_number, settings.thread_threshold,
                            settings.thread_same_domain)
-    return msgspec.structs.replace(parsed, auto_wait=AUTO_WAIT)
+    return msgspec.structs.replace(parsed, auto_wait=AUTO_WAIT, open_wait=OPEN_WAIT)
 
 
 def lanes(options: Options) -> Lane:
@@ -46,7 +47,8 @@ def lanes(options: Options) -> Lane:
     miss the ticket the first one opens; and a reply handled while its parent is still
     opening the ticket would find the parent's claim but no ticket yet, and open it itself,
     unchecked and as its requester. Mails sharing no key touch different tickets or meet
-    only through revision-checked writes (claims, expected sequences), as two instances do."""
+    only through revision-checked writes (claims, expected sequences), as two instances do;
+    across instances only the mail a ticket is named after opens it (`open_wait`)."""
     def keys(msg: Msg, env: Envelope) -> tuple[str, ...]:
         if not isinstance(env.data, MessageReceived):
             return (msg.subject,)

@@ -62,6 +62,7 @@ RELATED_FLOOR = 0.25  # below the join threshold but worth suggesting to an agen
 LINKS = ("in-reply-to", "references", "reply-token")  # evidence that moves early replies
 CHECKED = ("in-reply-to", "references", "out-of-order", "subject-number")  # sender-checked
 Outcome = MessageThreaded | MessageHeld | AutoRecorded
+OPEN_POLLS = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8)  # s between looks at a ticket being opened
 
 
 def candidates(msg: MessageReceived) -> list[str]:
@@ -99,6 +100,7 @@ class Options(msgspec.Struct, frozen=True, kw_only=True):
     use_headers: bool = True  # False: measure the content heuristic alone
     content_join: bool = True  # False: headers only (the baseline content joining must beat)
     auto_wait: float = 0.0  # s an auto-reply naming an unseen parent waits for it (service: 60)
+    open_wait: float = 0.0  # s a mail waits for another mail to open their ticket (service: 60)
 
     @classmethod
     def parse(cls, subject_number: str, thresholds: str, same_domain: bool) -> Options:
@@ -241,8 +243,7 @@ class Threader:
         if own:
             v = await self._resolve(msg, own, v)
         elif v.ticket_id is None and msg.auto:
-            age = (datetime.now(UTC) - (at if at.tzinfo else at.replace(tzinfo=UTC)))
-            if candidates(msg) and age.total_seconds() < self.options.auto_wait:
+            if candidates(msg) and _age(at) < self.options.auto_wait:
                 raise parking.Later("an auto-reply to a mail not seen yet: wait for it")
             return await self._auto(msg, v)
         target = v.ticket_id or new_ticket_id(msg)
@@ -274,7 +275,7 @@ class Threader:
             target = v.ticket_id or target
         if claimed and claimed != target:  # claims for a ticket we did not open: forward it
             await self.move(claimed, target, f"{msg.message_id} went to {target} instead")
-        return await self._record(msg, target, v)
+        return await self._record(msg, target, v, at)
 
     async def _resolve(self, msg: MessageReceived, own: str, v: Verdict) -> Verdict:
         """This message was claimed by `own` (its replies arrived first). When its own
@@ -377,25 +378,40 @@ class Threader:
             msg.message_id) else [(event, msg.message_id)])
         return event if written else None
 
-    async def _record(self, msg: MessageReceived, target: str, v: Verdict) -> Outcome | None:
-        for _ in range(MAX_HOPS):
+    async def _record(self, msg: MessageReceived, target: str, v: Verdict, at: datetime
+                      ) -> Outcome | None:
+        hops, polls = 0, iter(OPEN_POLLS)
+        while hops < MAX_HOPS:
             into = await self.live(target)
             if into != target:
                 v.reasons.append(f"ticket {target} was merged into {into}")
                 target = into
-            written, retry = await self._write(msg, target, v)
+            ticket = await self.store.load(target)
+            if self._opened_elsewhere(msg, ticket, at):
+                delay = next(polls, None)
+                if delay is None:
+                    raise parking.Later(f"ticket {target} is being opened by another mail")
+                await asyncio.sleep(delay)
+                continue
+            written, retry = await self._write(msg, ticket, v)
             if not retry:
                 return written
-            # moved or merged while we decided: follow it
+            hops += 1  # moved or merged while we decided: follow it
         raise RuntimeError(f"{msg.message_id}: ticket {target} keeps moving")
 
-    async def _write(self, msg: MessageReceived, target: str, v: Verdict
+    def _opened_elsewhere(self, msg: MessageReceived, ticket: Ticket, at: datetime) -> bool:
+        """Whether `ticket` is named after another mail whose instance is opening it (it
+        claimed the name, the mail is not in yet). Only that mail opens it, as requester and
+        subject; this one waits, then joins checked, as if it had come later. After
+        `open_wait` s it opens the ticket itself (that instance died, its mail was parked)."""
+        return (ticket.merged_into is None and not ticket.messages and not ticket.held
+                and ticket.ticket_id != new_ticket_id(msg) and _age(at) < self.options.open_wait)
+
+    async def _write(self, msg: MessageReceived, ticket: Ticket, v: Verdict
                      ) -> tuple[Outcome | None, bool]:
-        """Append to `target`; (what was written, whether it moved meanwhile)."""
+        """Append to `ticket`; (what was written, whether it moved meanwhile)."""
+        target = ticket.ticket_id
         opened: TicketOpened | None = None
-        ticket = await self.store.load(target)
-        # Open whenever the target is not there yet: also a ticket claimed by an instance
-        # that died before writing it.
         if not ticket.exists:
             number = await self.index.next_number(target)
             opened = TicketOpened(ticket_id=target, number=number, subject=msg.subject,
@@ -403,7 +419,6 @@ class Threader:
                                   message_id=msg.message_id)
             await self.index.put(f"n:{number}", link(target, msg.mailbox))
             await self._remember_open(msg.sender, target)
-        why = self.unverified(msg, ticket, v.method, v.vouched)
         threaded = MessageThreaded(
             ticket_id=target, message_id=msg.message_id, method=v.method,
             confidence=round(v.confidence, 3), sender=msg.sender, subject=msg.subject,
@@ -411,24 +426,27 @@ class Threader:
                 ["From verified by the trusted relay"] if msg.sender_auth == "pass" else [])),
             related_confidence=round(v.related_confidence, 3),
         )
-        outcome: Outcome = threaded if why is None else MessageHeld(
-            **msgspec.structs.asdict(threaded), reason=why)
+        outcome: Outcome = threaded
         moved = False
 
         def decide(ticket: Ticket) -> list[tuple[Event, str]]:
-            nonlocal moved
+            nonlocal moved, outcome
             items: list[tuple[Event, str]] = []
             if ticket.merged_into is not None:
                 moved = True
                 return items
             if opened is not None and not ticket.exists:
                 items.append((opened, "opened"))
-            if not ticket.has_message(msg.message_id):
-                items.append((outcome, msg.message_id))
-                seen = self._new_participants(msg, ticket) if why is None else ()
-                if seen:
-                    items.append((ParticipantsSeen(ticket_id=target, message_id=msg.message_id,
-                                                   addresses=seen), f"seen:{msg.message_id}"))
+            if ticket.has_message(msg.message_id):
+                return items
+            why = self.unverified(msg, ticket, v.method, v.vouched)  # against fresh state
+            outcome = threaded if why is None else MessageHeld(
+                **msgspec.structs.asdict(threaded), reason=why)
+            # the participants land before the message: whoever sees it sees them
+            if why is None and (seen := self._new_participants(msg, ticket)):
+                items.append((ParticipantsSeen(ticket_id=target, message_id=msg.message_id,
+                                               addresses=seen), f"seen:{msg.message_id}"))
+            items.append((outcome, msg.message_id))
             return items
 
         written = await self.store.decide(target, decide)
@@ -444,3 +462,8 @@ class Threader:
 
     async def _remember_open(self, sender: str, ticket_id: str) -> None:
         await conversation.remember_open(self.index, sender, ticket_id)
+
+
+def _age(at: datetime) -> float:
+    """Seconds since `at` (naive: UTC)."""
+    return (datetime.now(UTC) - (at if at.tzinfo else at.replace(tzinfo=UTC))).total_seconds()
