@@ -270,6 +270,15 @@ _SIGNALS = _Lexicon(SIGNALS_LATIN, SIGNALS_CJK)
 _ACK = _Lexicon(ACK_LATIN, ACK_CJK)
 
 
+# A need in a relative clause hanging on a closing is part of it, not a request: "that covers
+# everything | I needed", "that's all | the info I am going to need", "that's all | need today".
+_REL_NEED = re.compile(
+    MARK["closing"] + r"\s*(?:(?:of )?(?:the |my |our )?(?:info|information|help|details) )?"
+    r"(?:that )?(?:(?:i|we) )?(?:(?:am|are) going to |will |would |really |ever )?"
+    r"(?:need|needed|want|wanted|require|required|was looking for|asked for|came for)(?![a-z])"
+)
+
+
 _HYPHEN = re.compile(r"(?<=[a-z])-(?=[a-z])")
 # Tokenised or apostrophe-less contractions: "that 's", "do n't", "do nt", "that s", "i m".
 _SPLIT_CONTRACTION = re.compile(r"\b([a-z]+) (?:'(s|m|re|ve|ll|d)|(n'?t)|(s|m))(?![a-z'])")
@@ -418,7 +427,7 @@ def detect(reply: str, sender: str = "") -> AckResult:
         sentence = _expand(sentence)
         if not sentence:
             continue
-        masked = _PROTECTED.mark(sentence)
+        masked = _REL_NEED.sub(MARK["closing"], _PROTECTED.mark(sentence))
         signals = [f"{cat}: {found.strip(' ,:')!r}" for cat, found in _SIGNALS.find(masked)]
         if "?" in masked or "¿" in masked:
             signals.append("question: '?'")

@@ -139,6 +139,12 @@ ACKS = [
     "No, I think that covers everything. Thanks so much!",
     "好的，谢谢，我没有其它问题了！",
     "清楚了，非常感谢你。",
+    # structure, not listed phrases: a modal is no content, a need hanging on a closing is
+    # part of it, a declined action with a deferral is a decline
+    "Great, that should be fine, thank you.",
+    "Thanks, I think that takes care of everything we needed for the launch.",
+    "That covers everything I need, cheers!",
+    "We don't want to upgrade the plan right now, thanks.",
 ]
 
 NOT_ACKS = [
@@ -172,6 +178,11 @@ NOT_ACKS = [
     "Thanks, that's all for now. I moved house last week and the courier keeps going there.",
     "太好了，那把这个酒店的地址给我一下。",
     "好的，收到，我要找个可以接待外宾的高档型酒店。",
+    "That would be great, thanks.",  # 'would be' accepts an offer: it may start work
+    "Monday would be best.",  # an answer, not the sign-off 'Best,'
+    "I don't want to wait any longer, thanks.",  # no deferral: a complaint
+    "I don't need the manual now, I need the charger that was missing.",
+    "No, I don't.",  # a bare negated answer may deny receipt: reopen
 ]
 
 
