@@ -363,8 +363,19 @@ def _thanks_at_edge(clause: str) -> bool:
     A trailing thanks ("East part of town thank you") does not make the words before it
     gratitude: they are an answer or a request, politely closed.
     """
-    words = [w for w in clause.split() if w not in FILLER]
+    words = [w for w in FILLER_CJK.sub(" ", clause).split() if w not in FILLER]
     return bool(words) and words[0][0] == MARK["thanks"]
+
+
+def _evaluation(clause: str, marks: set[str], content: list[str]) -> bool:
+    """A short CJK subject with a positive predicate ("时间很合理"): a remark, not a request.
+
+    The evaluation closes the clause; what precedes it is what is evaluated. Not in Latin
+    script, where "Charlie Chan sounds good" or "Tomorrow would be great" picks an offer.
+    """
+    return (marks == {"positive"} and clause.rstrip(" .!~")[-1:] == MARK["positive"]
+            and len(content) == 1 and bool(_CJK_CHAR.match(content[0]))
+            and len(content[0]) <= MAX_EXTRA_HAN // 2)
 
 
 def _clause_content(clause: str, latin_names: frozenset[str]) -> tuple[list[str], bool]:
@@ -450,6 +461,8 @@ def detect(reply: str, sender: str = "") -> AckResult:
         content, other = _clause_content(clause, latin_names)
         if (marks - WEAK) and (not content or _thanks_at_edge(clause)):
             full += 1  # a clause led or closed by thanks is gratitude as a whole
+        elif content and _evaluation(clause, marks, content):
+            continue
         elif content:
             soft += not marks
             partial += bool(marks)

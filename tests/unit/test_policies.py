@@ -145,6 +145,9 @@ ACKS = [
     "Thanks, I think that takes care of everything we needed for the launch.",
     "That covers everything I need, cheers!",
     "We don't want to upgrade the plan right now, thanks.",
+    "十分感谢你的建议。",  # a degree adverb before the thanks that leads the clause
+    "好的，价格很合理，谢谢。",  # a short subject with a positive predicate is a remark
+    "我很满意，谢谢你们。",
 ]
 
 NOT_ACKS = [
@@ -183,6 +186,8 @@ NOT_ACKS = [
     "I don't want to wait any longer, thanks.",  # no deferral: a complaint
     "I don't need the manual now, I need the charger that was missing.",
     "No, I don't.",  # a bare negated answer may deny receipt: reopen
+    "谢谢，那家店的地址和营业时间。",  # the thanks ends at the comma: a request follows
+    "The second option sounds good, thanks.",  # picks an offer
 ]
 
 
