@@ -24,8 +24,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import msgspec
+
 from tidydesk.common import log as logsetup
-from tidydesk.common.settings import SERVICES, SETTINGS, Settings, redact
+from tidydesk.common.settings import SCALED, SERVICES, SETTINGS, Settings, redact
 
 T = TypeVar("T")
 STATE_FILE = "stack.json"  # in TIDYDESK_HOME while `tidydesk up` runs: its resolved URLs
@@ -84,16 +86,34 @@ def start_embedded(server: Embedded, home: Path,
             sleep(delay)
 
 
+class Unit(msgspec.Struct, frozen=True):
+    """One process `tidydesk up` runs: instance `instance` (from 0) of `service`."""
+
+    label: str  # the service, or service-N (from 1) when it runs more than once
+    service: str
+    instance: int
+
+
+def units(settings: Settings) -> list[Unit]:
+    """Every process `tidydesk up` runs, in SERVICES order (TIDYDESK_WORKERS of SCALED)."""
+    found = []
+    for name in SERVICES:
+        count = settings.instances(name)
+        found += [Unit(name if count == 1 else f"{name}-{i + 1}", name, i) for i in range(count)]
+    return found
+
+
 def health_ports(settings: Settings) -> dict[str, int]:
-    """Each service's health port: TIDYDESK_HEALTH_PORT + its place, or free ones for 0."""
+    """Each process's health port by its label: TIDYDESK_HEALTH_PORT + the service's place
+    (+ len(SERVICES) per instance after the first), or free ones for 0."""
     if settings.health_port:
-        return {name: settings.health_port_of(name) for name in SERVICES}
+        return {u.label: settings.health_port_of(u.service, u.instance) for u in units(settings)}
     found: dict[str, int] = {}
-    with contextlib.ExitStack() as held:  # held open together: five different ports
-        for name in SERVICES:
+    with contextlib.ExitStack() as held:  # held open together: all different ports
+        for unit in units(settings):
             s = held.enter_context(socket.socket())
             s.bind((settings.health_host, 0))
-            found[name] = int(s.getsockname()[1])
+            found[unit.label] = int(s.getsockname()[1])
     return found
 
 
@@ -123,8 +143,9 @@ async def not_ready(urls: dict[str, str], wait: float = 2.0) -> dict[str, str]:
 
 async def _supervise(settings: Settings, env: dict[str, str], servers: list[Embedded],
                      health: dict[str, int]) -> None:
-    """Run every service as its own process, keep them and the embedded servers running
-    (restart with backoff), say once when all are ready, stop everything on a signal."""
+    """Run every service instance as its own process, keep them and the embedded servers
+    running (restart with backoff, each on its own), say once when all are ready, stop
+    everything on a signal."""
     from tidydesk.common.embedded import out_of_space
 
     stopping = asyncio.Event()
@@ -133,16 +154,18 @@ async def _supervise(settings: Settings, env: dict[str, str], servers: list[Embe
         loop.add_signal_handler(sig, stopping.set)
     procs: dict[str, asyncio.subprocess.Process] = {}
 
-    async def keep(name: str) -> None:
-        backoff = Backoff()
+    async def keep(unit: Unit) -> None:
+        backoff, name = Backoff(), unit.label
         # the child computes base + its place: this gives it exactly health[name]
-        child = {**env, "TIDYDESK_HEALTH_PORT": str(health[name] - SERVICES.index(name))}
+        child = {**env, "TIDYDESK_HEALTH_PORT": str(health[name] - SERVICES.index(unit.service))}
+        if unit.instance:  # one IMAP poller is enough (intake would refuse the repeats)
+            child["TIDYDESK_IMAP_URLS"] = ""
         while not stopping.is_set():
             started = loop.time()
             try:
                 procs[name] = proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", f"tidydesk.{name}", env=child, start_new_session=True
-                )
+                    sys.executable, "-m", f"tidydesk.{unit.service}", env=child,
+                    start_new_session=True)
                 code: object = await proc.wait()
             except OSError as exc:  # no memory, no space, too many processes…
                 code = f"an error ({exc})"
@@ -193,7 +216,7 @@ async def _supervise(settings: Settings, env: dict[str, str], servers: list[Embe
                     f"{n} ({why})" for n, why in failing.items()), file=sys.stderr, flush=True)
             await _pause(stopping, 0.3)
 
-    tasks = [asyncio.create_task(keep(n)) for n in SERVICES]
+    tasks = [asyncio.create_task(keep(u)) for u in units(settings)]
     tasks += [asyncio.create_task(watch(s)) for s in servers]
     tasks.append(asyncio.create_task(announce()))
     await stopping.wait()
@@ -216,14 +239,19 @@ def cmd_up(args: argparse.Namespace) -> int:
     from tidydesk.common.embedded import EmbeddedError, EmbeddedNats, EmbeddedPostgres
 
     settings = Settings.from_env()
-    try:  # before anything starts: one clear line instead of five crashing services
-        health.check_ports(health.ports(settings, SERVICES))
+    workers = args.workers if args.workers is not None else settings.instances(SCALED[0])
+    if workers < 1:
+        print("tidydesk: --workers must be at least 1", file=sys.stderr)
+        return 2
+    settings = msgspec.structs.replace(settings, workers=workers)
+    try:  # before anything starts: one clear line instead of crashing services
+        health.check_ports(health.ports(settings, SERVICES, every=True))
     except health.PortInUse as exc:
         print(f"tidydesk: {exc}", file=sys.stderr)
         return 2
     home = settings.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    env = {**os.environ, "TIDYDESK_WORKERS": str(workers)}  # the children share the SMTP port
     servers: list[Embedded] = []
     nats = pg = None
     try:
@@ -248,8 +276,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"  NATS      {env['TIDYDESK_NATS_URL']}{' (embedded)' if nats else ''}")
     print(f"  Postgres  {env['TIDYDESK_DATABASE_URL']}{' (embedded)' if pg else ''}")
     for i, (name, url) in enumerate(urls.items()):
-        print(f"  {'Health' if i == 0 else '':<8}  {name:<10} {url}/healthz  {url}/readyz")
-    print("  services  " + ", ".join(SERVICES) + " — Ctrl-C stops everything", flush=True)
+        print(f"  {'Health' if i == 0 else '':<8}  {name:<12} {url}/healthz  {url}/readyz")
+    print("  services  " + ", ".join(
+        f"{n} x{settings.instances(n)}" if settings.instances(n) > 1 else n for n in SERVICES
+    ) + " — Ctrl-C stops everything", flush=True)
     state = home / STATE_FILE
     with contextlib.suppress(OSError):  # only `tidydesk env` reads it
         state.write_text(json.dumps({
@@ -497,7 +527,7 @@ def stack_lines(home: Path, timeout: float) -> list[str]:
              f"#   Postgres  {redact('TIDYDESK_DATABASE_URL', str(state.get('postgres', '?')))}"]
     for name, url in urls.items():
         status = f"not ready: {failing[name]}" if name in failing else "ready"
-        lines.append(f"#   {name:<9} {url}/readyz  {status}")
+        lines.append(f"#   {name:<11} {url}/readyz  {status}")
     return lines
 
 
@@ -596,8 +626,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"tidydesk {version('tidydesk')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("up", help="start NATS, PostgreSQL (embedded unless URLs set) and all "
-                   "services in the foreground").set_defaults(fn=cmd_up)
+    p = sub.add_parser(
+        "up", help="start NATS, PostgreSQL (embedded unless URLs set) and all services in "
+        "the foreground", description="Start NATS and PostgreSQL (embedded unless their URLs "
+        "are set) and every service as processes of their own, restarted with backoff each. "
+        f"{', '.join(SCALED)} run WORKERS times on their shared durable consumers (the "
+        "ingest instances share the SMTP port with SO_REUSEPORT); the others run once. "
+        "Health ports: TIDYDESK_HEALTH_PORT + the service's place (" + ", ".join(
+            f"{n} +{i}" for i, n in enumerate(SERVICES)) + f") + {len(SERVICES)} x instance "
+        "(from 0), e.g. threading-2 at 8090 + 1 + 6 = 8097; each one's /healthz and "
+        "/readyz are printed at start and by `tidydesk env`.")
+    p.add_argument("--workers", type=int, metavar="N", help="instances of each of "
+                   f"{', '.join(SCALED)} (default: TIDYDESK_WORKERS, else one per core: "
+                   f"{os.cpu_count() or 1} here)")
+    p.set_defaults(fn=cmd_up)
     waits = argparse.ArgumentParser(add_help=False)
     waits.add_argument("--timeout", type=float, default=CLIENT_TIMEOUT, metavar="SECONDS",
                        help=f"give up on the running stack after this long "

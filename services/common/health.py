@@ -142,6 +142,15 @@ def listening(host: str, port: int) -> Check:
     return check
 
 
+def serving(server: asyncio.AbstractServer) -> Check:
+    """Ready while this process's own `server` accepts (a port shared with its siblings
+    answers a connection even before this one listens)."""
+    async def check() -> str | None:
+        return None if server.is_serving() else "not listening yet"
+
+    return check
+
+
 def app(service: str) -> web.Application:
     """/healthz: 200 whenever the loop runs; /readyz: 200, or 503 naming failing checks;
     /metrics: the process's Prometheus metrics."""
@@ -179,7 +188,9 @@ class Server:
         register("jetstream", probe.jetstream)
         if service in POSTGRES_SERVICES:
             register("postgres", postgres(settings.database_url))
-        if service in LISTENS:  # the listener the service exists for
+        if service in LISTENS and settings.shares_listener(service):  # it registers serving()
+            register(LISTENS[service], waiting("not listening yet"))
+        elif service in LISTENS:  # the listener the service exists for
             register(LISTENS[service], listening(*_listener(settings, service)))
         runner = web.AppRunner(app(service), access_log=None)
         await runner.setup()
@@ -203,21 +214,28 @@ class PortInUse(Exception):
     """A port a setting names is taken; the message says which setting to change."""
 
 
-def ports(settings: Settings, services: tuple[str, ...]) -> list[tuple[str, str, int]]:
-    """(what, host, port) of every listening port `services` need, `what` naming the setting."""
+def ports(settings: Settings, services: tuple[str, ...], *, every: bool = False
+          ) -> list[tuple[str, str, int]]:
+    """(what, host, port) of every listening port `services` need, `what` naming the setting.
+
+    One process's (`every` False) leave out a listener its sibling instances share: they
+    hold it. `every`: those of all the instances `tidydesk up` runs, before any starts."""
     found: list[tuple[str, str, int]] = []
     for service in services:
-        if service in LISTENS:
+        if service in LISTENS and (every or not settings.shares_listener(service)):
             host, port = _listener(settings, service)
             found.append((f"TIDYDESK_{LISTENS[service].upper()}_PORT={port}", host, port))
     for service in services:
-        port = settings.health_port_of(service)
-        if port:
-            offset = port - settings.health_port
-            what = f"TIDYDESK_HEALTH_PORT={settings.health_port}"
-            if offset:
-                what += f" (+{offset} = {port}, {service})"
-            found.append((what, settings.health_host, port))
+        count = settings.instances(service) if every else 1
+        for instance in range(count):
+            port = settings.health_port_of(service, instance)
+            if port:
+                offset = port - settings.health_port
+                what = f"TIDYDESK_HEALTH_PORT={settings.health_port}"
+                if offset:
+                    what += f" (+{offset} = {port}, {service}"
+                    what += f" instance {instance + 1})" if count > 1 else ")"
+                found.append((what, settings.health_host, port))
     return found
 
 

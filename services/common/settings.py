@@ -50,7 +50,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
                                   "comma-separated; empty = trust none"),
     "TIDYDESK_HEALTH_HOST": ("127.0.0.1", "address of every service's /healthz and /readyz"),
     "TIDYDESK_HEALTH_PORT": ("8090", "health port of ingest; threading, policy, notify, queue, "
-                             "desk get the next ones (+1..+5); 0 = free ports chosen at start"),
+                             "desk get the next ones (+1..+5), their instance i (from 0) "
+                             "+6i more; 0 = free ports chosen at start"),
     "TIDYDESK_POSTMARK_AUTH": ("", "user:password pairs Postmark may send as Basic auth (put "
                                "them in its inbound webhook URL); empty = bearer token only"),
     "TIDYDESK_SENDGRID_AUTH": ("", "user:password pairs for SendGrid Inbound Parse Basic auth "
@@ -61,8 +62,14 @@ SETTINGS: dict[str, tuple[str, str]] = {
                                 "comma-separated; empty = none"),
     "TIDYDESK_CONSUMER_CONCURRENCY": ("8", "events a consumer handles at once, one ticket "
                                       "(threading: one requester) at a time; 1 = one by one"),
+    "TIDYDESK_WORKERS": ("0", "instances of ingest, threading and policy `tidydesk up` runs "
+                         "(0 = one per core); above 1 the ingest instances share the SMTP "
+                         "port (SO_REUSEPORT)"),
 }
 SERVICES = ("ingest", "threading", "policy", "notify", "queue", "desk")  # health port order too
+# CPU-bound, on shared durable consumers: TIDYDESK_WORKERS instances each. The others run once:
+# queue's projector is one writer (advisory lock), notify and desk are mostly waiting on I/O.
+SCALED = ("ingest", "threading", "policy")
 SECRETS = frozenset({"TIDYDESK_WEBHOOK_SECRET", "TIDYDESK_API_TOKEN",
                      "TIDYDESK_POSTMARK_AUTH", "TIDYDESK_SENDGRID_AUTH",
                      "TIDYDESK_MAILGUN_SIGNING_KEY"})
@@ -109,10 +116,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     mailgun_signing_key: str = ""
     ses_topic_arns: str = ""
     consumer_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 8
+    workers: Annotated[int, msgspec.Meta(ge=0)] = 0
 
-    def health_port_of(self, service: str) -> int:
-        """The port of `service`'s health server: base + its place in SERVICES; 0 = any."""
-        return self.health_port + SERVICES.index(service) if self.health_port else 0
+    def health_port_of(self, service: str, instance: int = 0) -> int:
+        """The port of `service`'s health server: base + its place in SERVICES, + as many
+        again per instance after the first; 0 = any."""
+        if not self.health_port:
+            return 0
+        return self.health_port + SERVICES.index(service) + len(SERVICES) * instance
+
+    def instances(self, service: str) -> int:
+        """How many processes of `service` `tidydesk up` runs."""
+        return (self.workers or os.cpu_count() or 1) if service in SCALED else 1
+
+    def shares_listener(self, service: str) -> bool:
+        """Whether instances of `service` listen on one port together (SO_REUSEPORT): only
+        when TIDYDESK_WORKERS says more than one, as `tidydesk up` tells its children."""
+        return service in SCALED and self.workers > 1
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:

@@ -6,6 +6,7 @@ import asyncio
 
 import structlog
 
+from tidydesk.common import health
 from tidydesk.common.runtime import open_bus
 from tidydesk.common.settings import Settings
 from tidydesk.common.store import JetStreamEventStore, RawStore, close
@@ -25,8 +26,10 @@ async def run(settings: Settings) -> None:
         intake, settings.smtp_host, settings.smtp_port, settings.max_message_bytes,
         domains=settings.smtp_domains, tls_cert=settings.smtp_tls_cert,
         tls_key=settings.smtp_tls_key, auth=settings.smtp_auth,
-        auth_insecure=settings.smtp_auth_insecure,
+        auth_insecure=settings.smtp_auth_insecure, reuse_port=settings.shares_listener("ingest"),
     )
+    if settings.shares_listener("ingest"):
+        health.register("smtp", health.serving(server))
     log.info("smtp_listening", host=settings.smtp_host, port=settings.smtp_port)
     try:
         if settings.imap_urls:

@@ -140,14 +140,15 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
 
 async def serve(intake: Intake, host: str, port: int, max_bytes: int, *,
                 domains: str | list[str] = "", tls_cert: str = "", tls_key: str = "",
-                auth: str | Mapping[str, str] = "", auth_insecure: bool = False
-                ) -> asyncio.Server:
+                auth: str | Mapping[str, str] = "", auth_insecure: bool = False,
+                reuse_port: bool = False) -> asyncio.Server:
     """Start listening; the server runs on the caller's event loop.
 
     `domains`: accepted recipients (see `Recipients`). `tls_cert`/`tls_key`: offer STARTTLS.
     `auth`: `user:password,…` or a mapping; when given, AUTH is required before MAIL, and
     is only offered after STARTTLS unless `auth_insecure`. Settings map one to one:
-    TIDYDESK_SMTP_DOMAINS, _TLS_CERT, _TLS_KEY, _AUTH, _AUTH_INSECURE.
+    TIDYDESK_SMTP_DOMAINS, _TLS_CERT, _TLS_KEY, _AUTH, _AUTH_INSECURE. `reuse_port`: share the
+    port with sibling instances (SO_REUSEPORT: the kernel spreads connections over them).
     """
     users = parse_users(auth) if isinstance(auth, str) else dict(auth)
     tls = tls_context(tls_cert, tls_key) if tls_cert else None
@@ -171,4 +172,4 @@ async def serve(intake: Intake, host: str, port: int, max_bytes: int, *,
                                 **options)
 
     loop = asyncio.get_running_loop()
-    return await loop.create_server(factory, host=host, port=port)
+    return await loop.create_server(factory, host=host, port=port, reuse_port=reuse_port)

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import free_port, mail
-from tidydesk.common.settings import SERVICES
+from tidydesk.cli import units
+from tidydesk.common.settings import Settings
 
 pytestmark = pytest.mark.e2e
 TIDYDESK = [sys.executable, "-m", "tidydesk.cli"]
@@ -184,7 +185,7 @@ def test_embedded_nats_killed_comes_back_on_its_port(tmp_path: Path,
         nats_url = re.search(r"^\s+NATS\s+(\S+) \(embedded\)", text, re.M)
         assert nats_url, text[-3000:]
         readyz = re.findall(r"(http://\S+/readyz)", text)
-        assert len(readyz) == len(SERVICES)
+        assert len(readyz) == len(units(Settings.from_env(embedded_env)))  # every instance
 
         old_pid = int((home / "nats.pid").read_text())
         os.kill(old_pid, signal.SIGKILL)

@@ -13,7 +13,7 @@ import pytest
 from tidydesk import cli
 from tidydesk.common import health
 from tidydesk.common.embedded import out_of_space
-from tidydesk.common.settings import Settings, redact
+from tidydesk.common.settings import SERVICES, SETTINGS, Settings, redact
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_env_lines_say_set_or_default_and_hide_secrets() -> None:
         "TIDYDESK_DATABASE_URL": "postgresql://app:hunter2@db/x?password=also",
     })
     by_name = {line.split("=", 1)[0]: line for line in lines if not line.startswith("#")}
-    assert set(by_name) == set(cli.SETTINGS)
+    assert set(by_name) == set(SETTINGS)
     assert by_name["TIDYDESK_SMTP_PORT"].startswith("TIDYDESK_SMTP_PORT=2600 ")
     assert by_name["TIDYDESK_SMTP_PORT"].endswith("# set")
     assert by_name["TIDYDESK_HTTP_PORT"].endswith("# default")
@@ -57,7 +57,7 @@ def test_taken_port_names_the_setting(listening: int) -> None:
     settings = Settings.from_env({"TIDYDESK_SMTP_PORT": str(listening),
                                   "TIDYDESK_HEALTH_PORT": "0"})
     with pytest.raises(health.PortInUse) as caught:
-        health.check_ports(health.ports(settings, cli.SERVICES))
+        health.check_ports(health.ports(settings, SERVICES))
     assert str(caught.value) == (f"TIDYDESK_SMTP_PORT={listening} is in use (another "
                                  "tidydesk?); set TIDYDESK_SMTP_PORT to a free port")
 
@@ -82,10 +82,39 @@ def test_up_refuses_to_start_on_a_taken_port(listening: int, monkeypatch: pytest
 
 
 def test_health_ports_are_distinct_when_chosen_freely() -> None:
-    ports = cli.health_ports(Settings.from_env({"TIDYDESK_HEALTH_PORT": "0"}))
-    assert list(ports) == list(cli.SERVICES) and len(set(ports.values())) == len(cli.SERVICES)
-    fixed = cli.health_ports(Settings.from_env({"TIDYDESK_HEALTH_PORT": "9100"}))
+    one = {"TIDYDESK_WORKERS": "1"}
+    ports = cli.health_ports(Settings.from_env({**one, "TIDYDESK_HEALTH_PORT": "0"}))
+    assert list(ports) == list(SERVICES) and len(set(ports.values())) == len(SERVICES)
+    fixed = cli.health_ports(Settings.from_env({**one, "TIDYDESK_HEALTH_PORT": "9100"}))
     assert list(fixed.values()) == [9100, 9101, 9102, 9103, 9104, 9105]
+    free = cli.health_ports(Settings.from_env({"TIDYDESK_WORKERS": "3",
+                                               "TIDYDESK_HEALTH_PORT": "0"}))
+    assert len(set(free.values())) == len(free) == 3 * 3 + 3
+
+
+def test_workers_run_each_cpu_bound_service_n_times_on_ports_of_their_own() -> None:
+    settings = Settings.from_env({"TIDYDESK_WORKERS": "2", "TIDYDESK_HEALTH_PORT": "9100"})
+    assert cli.health_ports(settings) == {
+        "ingest-1": 9100, "ingest-2": 9106, "threading-1": 9101, "threading-2": 9107,
+        "policy-1": 9102, "policy-2": 9108, "notify": 9103, "queue": 9104, "desk": 9105}
+    assert [(u.service, u.instance) for u in cli.units(settings)][:2] == [
+        ("ingest", 0), ("ingest", 1)]
+    # before anything starts every port is checked; one instance leaves out the SMTP port
+    # its siblings share (SO_REUSEPORT)
+    everything = [what for what, _, _ in health.ports(settings, SERVICES, every=True)]
+    assert everything[:2] == ["TIDYDESK_SMTP_PORT=2525", "TIDYDESK_HTTP_PORT=8080"]
+    assert "TIDYDESK_HEALTH_PORT=9100 (+7 = 9107, threading instance 2)" in everything
+    assert len(everything) == 2 + 9
+    ingest = [what for what, _, _ in health.ports(settings, ("ingest",))]
+    assert ingest == ["TIDYDESK_HEALTH_PORT=9100"]
+    alone = Settings.from_env({"TIDYDESK_HEALTH_PORT": "9100"})  # not told it has siblings
+    assert [w for w, _, _ in health.ports(alone, ("ingest",))] == [
+        "TIDYDESK_SMTP_PORT=2525", "TIDYDESK_HEALTH_PORT=9100"]
+
+
+def test_up_refuses_fewer_than_one_worker(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["up", "--workers", "0"]) == 2
+    assert capsys.readouterr().err == "tidydesk: --workers must be at least 1\n"
 
 
 def test_backoff_doubles_caps_and_starts_over_after_a_healthy_run() -> None:
