@@ -139,6 +139,21 @@ def test_reference_back_or_empty_ticket_never_splits() -> None:
     assert not topic.is_new_topic(topic.compare(new, ""), 60.0)
 
 
+def test_a_reply_taking_up_the_agents_answer_is_no_new_topic() -> None:
+    text = topic.ticket_text("", [
+        ("customer", "I need a hotel in the north."),
+        ("agent", "Acorn House and Kirkwood House are in the north. Which one would you like?"),
+    ])
+    picked = topic.compare("Can you book Kirkwood House for 3 nights?", text)
+    assert picked.asked and picked.shared_last == 2.0  # "kirkw", "house" of the last message
+    assert not topic.is_new_topic(picked, 2.0)
+    new = topic.compare("Can you tell me if there are any cinemas in the west part of town?", text)
+    assert new.new_referent and not new.shared_last
+    assert topic.is_new_topic(new, 2.0)
+    assert topic.compare("好，评分高吗？", text).answer  # "OK, is it rated well?" answers
+    assert not topic.compare("Any update?", text).new_referent  # a chaser names no new thing
+
+
 def _tiage_f1() -> float:
     policy, tp, fp, fn = ContentAware(), 0, 0, 0
     for line in TIAGE.read_text(encoding="utf-8").splitlines():
@@ -159,9 +174,9 @@ def _tiage_f1() -> float:
 
 
 def test_tiage_test_set_new_topic_f1() -> None:
-    # measured 0.158 (eval/topics.py, 20 days after close): persona chit-chat drifts without a
+    # measured 0.219 (eval/topics.py, 20 days after close): persona chit-chat drifts without a
     # new request, which the stitched-fitted score no longer calls new (0.451 before it)
-    assert _tiage_f1() >= 0.14
+    assert _tiage_f1() >= 0.19
 
 
 def _stitched_held_out() -> tuple[float, float]:
@@ -187,7 +202,7 @@ def _stitched_held_out() -> tuple[float, float]:
 
 
 def test_stitched_held_out_shift_recall_and_continuation_split_rate() -> None:
-    # measured 0.708 / 0.060 (eval/topic_shift.py, held-out part "all", 2 days after close)
+    # measured 0.750 / 0.062 (eval/topic_shift.py, held-out part "all", 2 days after close)
     recall, continuation = _stitched_held_out()
-    assert recall >= 0.68
+    assert recall >= 0.72
     assert continuation <= 0.075
