@@ -1,12 +1,14 @@
 """Mail through real SMTP to a ticket visible in PostgreSQL, every service its own process.
 
-    .venv/bin/python -m bench.e2e [--mails 20000] [--connections 8] [--rate 200]
+    .venv/bin/python -m bench.e2e [--mails 20000] [--connections 8] [--rate 200] [--workers 1 2]
 
-ingest, threading, policy and queue run as processes (as `tidydesk up` runs them), each
+ingest, threading, policy and queue run as processes (as `tidydesk up --workers N` runs them:
+N instances of ingest, threading and policy, the ingest ones sharing the SMTP port), each
 started through this module (`--serve NAME`), which counts its NATS requests and PostgreSQL
-calls. Prints: saturated mails/s, latency p50/p99 at a fixed offered rate, round trips per
-mail by service, the raw ceilings measured in the same run (awaited js.publish of 2 KB,
-executemany INSERT), and the cost of loading a ticket of 1/10/200 events before (one get
+calls; the whole pipeline runs once per --workers value (default 1 and the core count).
+Prints: saturated mails/s, latency p50/p99 at a fixed offered rate, round trips per mail by
+service, the raw ceilings measured in the same run (awaited js.publish of 2 KB, executemany
+INSERT), and the cost of loading a ticket of 1/10/200 events before (one get
 per event) and after (cache + batched read). `--baseline` runs the services with the old
 load first, for round trips per mail before. Servers: TIDYDESK_NATS_URL /
 TIDYDESK_DATABASE_URL when set, else embedded ones. Bounded by --max-seconds.
@@ -60,6 +62,7 @@ from bench.pipeline import Mail, pg_ceiling, workload
 from tidydesk.common import db
 from tidydesk.common import store as store_module
 from tidydesk.common.events import Envelope, MessageThreaded, TicketOpened, decode
+from tidydesk.common.settings import Settings
 from tidydesk.common.store import JetStreamEventStore, close, connect
 from tidydesk.common.topology import apply_topology
 from tidydesk.tickets.ticket import Ticket, fold
@@ -239,19 +242,28 @@ async def watch(pool: asyncpg.Pool, flow: Flow, want: set[str], deadline: Deadli
         await asyncio.sleep(0.01)
 
 
-PIDS: dict[str, int] = {}  # service -> pid of the running pipeline
+PIDS: dict[str, tuple[str, int]] = {}  # instance label -> (service, pid) of the pipeline
 TICK = os.sysconf("SC_CLK_TCK")
 
 
 def counts(home: Path) -> dict[str, Counter[str]]:
-    """Each service's counters so far, and its CPU time in ms ("cpu ms")."""
+    """Each service's counters so far, and its CPU time in ms ("cpu ms"), summed over its
+    instances."""
     out: dict[str, Counter[str]] = {}
-    for name in SERVICES:
+    for label, (name, pid) in PIDS.items():
         with contextlib.suppress(OSError, ValueError):
-            out[name] = Counter(json.loads((home / f"{name}.json").read_text()))
-            stat = Path(f"/proc/{PIDS[name]}/stat").read_text().rpartition(")")[2].split()
-            out[name]["cpu ms"] = (int(stat[11]) + int(stat[12])) * 1000 // TICK
+            mine = Counter(json.loads((home / f"{label}.json").read_text()))
+            stat = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            mine["cpu ms"] = (int(stat[11]) + int(stat[12])) * 1000 // TICK
+            out[name] = out.get(name, Counter()) + mine
     return out
+
+
+def listeners(port: int) -> int:
+    """How many sockets listen on loopback `port` (SO_REUSEPORT siblings each have one)."""
+    wanted = f"0100007F:{port:04X}"
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for line in lines if line.split()[1] == wanted and line.split()[3] == "0A")
 
 
 @dataclass
@@ -288,21 +300,46 @@ async def phase(name: str, srv: Servers, pool: asyncpg.Pool, home: Path, port: i
     return Phase(name, len(mails), flow, time.perf_counter() - t0, trips)
 
 
-def start_services(home: Path, env: dict[str, str], baseline: bool
+def start_services(home: Path, env: dict[str, str], baseline: bool, workers: int
                    ) -> list[subprocess.Popen[bytes]]:
-    """Each service in a process of its own, through `--serve` (counting), logs in `home`."""
+    """Each service instance in a process of its own, through `--serve` (counting), logs in
+    `home`; the instances `tidydesk up --workers` runs (PIDS says which is which)."""
     procs = []
+    settings = Settings.from_env({"TIDYDESK_WORKERS": str(workers)})
+    PIDS.clear()
     for name in SERVICES:
-        cmd = [sys.executable, "-m", "bench.e2e", "--serve", name,
-               "--counts", str(home / f"{name}.json"), *(["--baseline"] if baseline else [])]
-        with open(home / f"{name}.log", "ab") as log:
-            procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log,
-                                          start_new_session=True))
+        for i in range(settings.instances(name)):
+            label = f"{name}-{i + 1}"
+            cmd = [sys.executable, "-m", "bench.e2e", "--serve", name, "--counts",
+                   str(home / f"{label}.json"), *(["--baseline"] if baseline else [])]
+            with open(home / f"{label}.log", "ab") as log:
+                procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log,
+                                              start_new_session=True))
+            PIDS[label] = (name, procs[-1].pid)
     return procs
 
 
-async def pipeline(srv: Servers, args: argparse.Namespace, baseline: bool, deadline: Deadline
-                   ) -> list[Phase]:
+async def started(srv: Servers, ns: str, pool: asyncpg.Pool, smtp_port: int, workers: int,
+                  deadline: Deadline) -> None:
+    """Until every instance takes part: the queue service migrated, each ingest listens,
+    each threading and policy instance pulls from its consumer."""
+    nc = await connect(srv.nats_url, "tidydesk-bench-e2e-start")
+    js = nc.jetstream()
+    try:
+        while not deadline.passed():
+            with contextlib.suppress(Exception):
+                await pool.fetchval("SELECT count(*) FROM events")
+                pulling = [(await js.consumer_info(f"{ns.upper()}_EVENTS", c)).num_waiting or 0
+                           for c in ("threading", "policy")]
+                if listeners(smtp_port) >= workers and min(pulling) >= workers:
+                    return
+            await asyncio.sleep(0.2)
+    finally:
+        await close(nc)
+
+
+async def pipeline(srv: Servers, args: argparse.Namespace, baseline: bool, deadline: Deadline,
+                   workers: int) -> list[Phase]:
     """Start the services in a fresh namespace, run warm-up, saturated and paced phases."""
     ns = new_namespace()
     home = Path(tempfile.mkdtemp(prefix="tidydesk-e2e-"))
@@ -311,20 +348,15 @@ async def pipeline(srv: Servers, args: argparse.Namespace, baseline: bool, deadl
            "TIDYDESK_DATABASE_URL": srv.database_url, "TIDYDESK_NAMESPACE": ns,
            "TIDYDESK_SMTP_PORT": str(smtp_port), "TIDYDESK_HTTP_PORT": str(free_port()),
            "TIDYDESK_HEALTH_PORT": "0", "TIDYDESK_LOG_FORMAT": "json",
-           "TIDYDESK_LOG_LEVEL": "error"}
-    procs = start_services(home, env, baseline)
-    PIDS.update(zip(SERVICES, (p.pid for p in procs), strict=True))
+           "TIDYDESK_LOG_LEVEL": "error", "TIDYDESK_WORKERS": str(workers)}
+    procs = start_services(home, env, baseline, workers)
     pool = await db.connect(srv.database_url, ns, attempts=20)
     samples, _ = corpus()
-    tag = "base" if baseline else "new"
+    tag = f"{'base' if baseline else 'new'}{workers}"
+    each = f", {workers} worker{'s' if workers > 1 else ''}"
     phases: list[Phase] = []
     try:
-        while not deadline.passed():  # the queue service migrates; ingest listens
-            with contextlib.suppress(OSError, asyncpg.PostgresError):
-                socket.create_connection(("127.0.0.1", smtp_port), 0.2).close()
-                await pool.fetchval("SELECT count(*) FROM events")
-                break
-            await asyncio.sleep(0.2)
+        await started(srv, ns, pool, smtp_port, workers, deadline)
         warm = await phase("warm-up", srv, pool, home, smtp_port,
                            workload(samples, args.warmup, f"{tag}-warm"), 4, None, deadline)
         if len(warm.flow.seen) < warm.mails:
@@ -332,20 +364,20 @@ async def pipeline(srv: Servers, args: argparse.Namespace, baseline: bool, deadl
         mails = args.baseline_mails if baseline else args.mails
         phases.append(await phase(
             f"{'before (one get per event)' if baseline else 'saturated'}, "
-            f"{args.connections} SMTP connections", srv, pool, home, smtp_port,
+            f"{args.connections} SMTP connections{each}", srv, pool, home, smtp_port,
             workload(samples, mails, f"{tag}-sat"), args.connections, None, deadline))
         if not baseline:
             paced = workload(samples, int(args.rate * args.paced_seconds), f"{tag}-paced")
-            phases.append(await phase(f"paced at {args.rate:g} mails/s", srv, pool, home,
+            phases.append(await phase(f"paced at {args.rate:g} mails/s{each}", srv, pool, home,
                                       smtp_port, paced, args.connections, args.rate, deadline))
             sat = phases[0]
             rate = 0.5 * len(sat.flow.seen) / max(sat.seconds, 1e-9)
             if rate < args.rate:
                 half = workload(samples, int(rate * args.paced_seconds), f"{tag}-half")
-                phases.append(await phase(f"paced at {rate:.0f} mails/s (50% of saturated)",
+                phases.append(await phase(f"paced at {rate:.0f} mails/s (50% of saturated){each}",
                                           srv, pool, home, smtp_port, half,
                                           args.connections, rate, deadline))
-        if not baseline:
+        if not baseline and workers == args.workers[-1]:
             rates = await pg_ceiling(pool, 2000, 256, 3)
             phases.append(Phase(f"raw PostgreSQL executemany INSERT: {rates[0]:,.0f} rows/s "
                                 f"(median of 3)", 0, Flow(), 0.0, {}))
@@ -466,7 +498,7 @@ async def bench(args: argparse.Namespace) -> None:
     quiet_logs()
     instrument()  # this process's own NATS requests, for the load figures
     deadline = Deadline(args.max_seconds)
-    started = time.monotonic()
+    began = time.monotonic()
     print(f"# bench.e2e — {machine()}\n")
     with servers(postgres=True) as srv:
         print("Servers: " + "; ".join(srv.notes) + "\n")
@@ -485,11 +517,12 @@ async def bench(args: argparse.Namespace) -> None:
             await close(nc)
         phases = []
         if args.baseline:
-            phases += await pipeline(srv, args, True, deadline)
-        phases += await pipeline(srv, args, False, deadline)
+            phases += await pipeline(srv, args, True, deadline, args.workers[0])
+        for workers in args.workers:
+            phases += await pipeline(srv, args, False, deadline, workers)
     print(f"mails: half new tickets, half replies (In-Reply-To) 25 mails later "
-          f"(bench.pipeline.workload); services ingest, threading, policy, queue as "
-          f"processes; {time.monotonic() - started:.0f} s\n")
+          f"(bench.pipeline.workload); services ingest, threading, policy (x workers), queue "
+          f"as processes; {time.monotonic() - began:.0f} s\n")
     print(table(("run", "in PostgreSQL", "s", "mails/s", "p50 ms", "p99 ms", "SMTP errors"),
                 [p.row() for p in phases if p.mails]))
     print("\nlatency: from the mail's due time (paced) or SMTP start (saturated) to its "
@@ -525,6 +558,11 @@ def main() -> None:
     parser.add_argument("--baseline-mails", type=int, default=2000)
     parser.add_argument("--publishes", type=int, default=10_000)
     parser.add_argument("--load-sizes", type=int, nargs="+", default=[1, 10, 100, 200, 1000])
+    parser.add_argument("--workers", type=int, nargs="+", metavar="N",
+                        default=sorted({1, os.cpu_count() or 1}),
+                        help="run the pipeline once per N, with N instances of ingest, "
+                        "threading and policy as `tidydesk up --workers N` (default: 1 and "
+                        "the core count)")
     parser.add_argument("--max-seconds", type=float, default=900.0)
     parser.add_argument("--serve", choices=SERVICES, help=argparse.SUPPRESS)
     parser.add_argument("--counts", type=Path, help=argparse.SUPPRESS)
