@@ -87,7 +87,7 @@ KNOWN_WORDS = FILLER  # stop words of the supported Latin-script languages
 
 # Korean / Japanese / Chinese filler (removed before measuring leftover content).
 FILLER_CJK = re.compile(
-    r"(?:정말|진짜|너무|많이|매우|대단히|항상|늘|다시|한번|또|아|오|와|음|저|저희|제가|저도|"
+    r"(?:정말|진짜|너무|많이|매우|대단히|항상|늘|다시|한번|또|아|오|와|음|저|저희|제가|저도|그럼|"
     r"고객님|담당자님|상담사님|매니저님|선생님|님|요|도|은|는|이|가|을|를|에|께|께서|의|들|"
     r"\^\^|"
     r"本当に|誠に|大変|どうも|とても|いつも|早速|色々|いろいろ|丁寧な|ご丁寧に|ご対応|ご連絡|ご返信|"
@@ -364,7 +364,16 @@ def _thanks_at_edge(clause: str) -> bool:
     gratitude: they are an answer or a request, politely closed.
     """
     words = [w for w in FILLER_CJK.sub(" ", clause).split() if w not in FILLER]
-    return bool(words) and words[0][0] == MARK["thanks"]
+    if not words:
+        return False
+    if words[0][0] == MARK["thanks"]:
+        return True
+    # Korean and Japanese put the verb of thanks last, its object before it: "친절한 안내
+    # 감사합니다", "ご連絡ありがとう". A noun phrase there is what is thanked for; a finished
+    # sentence ("그렇게 할게요 감사합니다") is not.
+    before = clause.rsplit(MARK["thanks"], 1)[0].rstrip()
+    return (words[-1][0] == MARK["thanks"] and bool(_KANA_HANGUL.search(before))
+            and not _SENTENCE_END.search(before))
 
 
 def _evaluation(clause: str, marks: set[str], content: list[str]) -> bool:
@@ -373,7 +382,7 @@ def _evaluation(clause: str, marks: set[str], content: list[str]) -> bool:
     The evaluation closes the clause; what precedes it is what is evaluated. Not in Latin
     script, where "Charlie Chan sounds good" or "Tomorrow would be great" picks an offer.
     """
-    return (marks == {"positive"} and clause.rstrip(" .!~")[-1:] == MARK["positive"]
+    return (marks == {"positive"} and clause.rstrip(" .!~。")[-1:] == MARK["positive"]
             and len(content) == 1 and bool(_CJK_CHAR.match(content[0]))
             and len(content[0]) <= MAX_EXTRA_HAN // 2)
 
@@ -394,6 +403,8 @@ def _clause_content(clause: str, latin_names: frozenset[str]) -> tuple[list[str]
 # ("걱정했는데 한 번에 해결돼서 마음이 놓이네요"); their request and problem lexicons guard them.
 MAX_EXTRA_WORDS = 4
 MAX_EXTRA_HAN = 8
+# Korean and Japanese sentence-final endings (polite, plain, past): a finished sentence.
+_SENTENCE_END = re.compile(r"(?:[요다죠까네군고서るた]|ます|です|ません|ない|たい)$")
 _KANA_HANGUL = re.compile(r"[\u3040-\u30ff\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]")
 
 
