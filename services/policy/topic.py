@@ -135,7 +135,7 @@ _REFERENCE = re.compile(
 )
 _EXPLETIVE = re.compile(
     r"(?<![a-z])(?:is it|it is|it s|is there|are there|there is|there are|there s|is that all|"
-    r"that s all|that is all|this is)(?![a-z])"
+    r"that s all|that is all|this is|(?:hi|hello|hey) there)(?![a-z])"
 )
 # The reply opens by answering the agent: "Yes, for 4 people", "好的", "네", "はい".
 _ANSWER = re.compile(
