@@ -376,6 +376,28 @@ def _thanks_at_edge(clause: str) -> bool:
             and not _SENTENCE_END.search(before))
 
 
+_BUT = re.compile(r"(?<![a-z])but(?![a-z])")
+_THOUGH = re.compile(r"(?<![a-z])though(?=[ .!]*$)")
+
+
+def _only_closing(part: str) -> bool:
+    part = _ACK.mark(part)
+    marks = {CAT_OF[c] for c in part if c in CAT_OF}
+    content = _clause_content(part, frozenset())[0]
+    return bool(marks - WEAK) and not content and not _SIGNALS.find(part)
+
+
+def _closing_contrast(masked: str) -> str:
+    """Drop a contrast that only closes: "Thanks, but I'm all set", "thanks anyway though"."""
+    m = _BUT.search(masked)
+    if m and _only_closing(masked[m.end():]):
+        masked = masked[: m.start()] + masked[m.end():]
+    m = _THOUGH.search(masked)
+    if m and _only_closing(masked[: m.start()]):
+        masked = masked[: m.start()] + masked[m.end():]
+    return masked
+
+
 def _evaluation(clause: str, marks: set[str], content: list[str]) -> bool:
     """A short CJK subject with a positive predicate ("时间很合理"): a remark, not a request.
 
@@ -449,7 +471,7 @@ def detect(reply: str, sender: str = "") -> AckResult:
         sentence = _expand(sentence)
         if not sentence:
             continue
-        masked = _REL_NEED.sub(MARK["closing"], _PROTECTED.mark(sentence))
+        masked = _closing_contrast(_REL_NEED.sub(MARK["closing"], _PROTECTED.mark(sentence)))
         signals = [f"{cat}: {found.strip(' ,:')!r}" for cat, found in _SIGNALS.find(masked)]
         if "?" in masked or "¿" in masked:
             signals.append("question: '?'")
