@@ -5,7 +5,8 @@ The decision (`is_new_topic`) compares what the reply says and asks with what th
 new content and of a self-contained new request ("How do I add a second admin user?") against
 what anchors it to the ticket - shared content (above all with the agent's last message, which
 the reply most often answers), a pronoun pointing into it ("their address", "which one"), an
-answer to the agent ("Yes, for 4", "好，"), a ticket that ends asking the customer something.
+answer to the agent ("Yes, for 4", "好，", "On the 8th" to "What day?"), a ticket that ends
+asking the customer something.
 Explicit markers ("separately", "別件") add to the score, a reference back to the exchange or a
 shared order id rules it out, and short replies ("any update?") never split.
 
@@ -66,7 +67,7 @@ _STOP_CJK = lexicon.union("topic_stopwords", ("ja", "zh"))
 # No higher bar soon after the close: the stitched data and the owners' examples are plain new
 # questions sent right after a solve. LONG_MARGIN is a prior from the scenarios: a reply a month
 # or more after the close is often about something new.
-SPLIT_SCORE = 0.95
+SPLIT_SCORE = 1.0
 MARKER_BONUS = 3.0  # an explicit marker ("separately", "別件", "另外") nearly decides alone
 RECENT_DAYS = 14.0
 RECENT_MARGIN = 0.0  # within RECENT_DAYS (or close time unknown)
@@ -155,6 +156,20 @@ _ATTRIBUTE = re.compile(
     r"|电话|地址|多少|几点|哪个|哪些|营业时间"
 )
 _REQUEST = re.compile(_REQUEST_PATTERN)
+# The agent asked when / how many / where, and the reply gives a time or number, or a place
+# ("What day would you like to leave?" - "On the 8th."; "Where to?" - "To Long Beach").
+_ASKS_WHEN = re.compile(
+    r"(?<![a-z])(?:how many|how long|what time|what day|which day|what date|when)(?![a-z])"
+    r"|多少|几|什么时候|언제|몇|いつ|何時|何名|何人"
+)
+_ASKS_WHERE = re.compile(
+    r"(?<![a-z])(?:where|which city|what city|which area|what area|location)(?![a-z])"
+)
+_WHEN = re.compile(
+    r"\d|(?<![a-z])(?:one|two|three|four|five|six|seven|eight|nine|ten|monday|tuesday|wednesday|"
+    r"thursday|friday|saturday|sunday|today|tonight|tomorrow|morning|afternoon|evening)(?![a-z])"
+)
+_PLACE = re.compile(r"(?<![A-Za-z])(?:in|to|from|at|near|around)\s+(?:the\s+)?[A-Z]")
 _APOSTROPHE = re.compile(r"\s*'\s*")
 
 # `score` = WEIGHTS . features(ev): log-odds of "new topic", fitted by logistic regression on the
@@ -162,9 +177,10 @@ _APOSTROPHE = re.compile(r"\s*'\s*")
 # CrossWOZ: a ticket, its continuation and an unrelated opener). Order as in `features`: bias,
 # novelty, shared content (capped), reference, answer, request, log new content, new referent,
 # request x new referent, attribute question, request x novelty, share of the reply's content in
-# the ticket's last message, the ticket ends asking and the reply asks nothing new.
+# the ticket's last message, the ticket ends asking and the reply asks nothing new, the reply
+# gives the time, number or place the last message asked for.
 WEIGHTS = (
-    -2.80, 0.34, -1.77, -1.24, -2.50, -0.26, 1.21, 1.77, 0.78, -0.36, 1.47, -3.08, -0.49,
+    -2.56, 0.35, -1.85, -1.32, -2.65, -0.08, 1.15, 1.69, 0.77, -0.46, 1.45, -2.91, -0.26, -1.61,
 )
 SHARED_CAP = 3.0  # weighted shared content beyond this counts no more
 
@@ -194,6 +210,7 @@ class TopicEvidence:
     attribute: bool = False  # asks an attribute ("what's the price", "电话多少")
     shared_last: float = 0.0  # weighted content shared with the ticket's last message
     asked: bool = False  # the ticket's last message asks the customer something
+    answered: bool = False  # gives the time, number or place the last message asked for
 
 
 def ids(text: str) -> set[str]:
@@ -305,6 +322,7 @@ def compare(reply: str, ticket_text: str) -> TopicEvidence:
         attribute=bool(_ATTRIBUTE.search(plain)),
         shared_last=_mass(terms & _ticket_terms(last)),
         asked=any(_ASK.search(s) for s in _SENTENCE.findall(fold(last))),
+        answered=_answers(reply, folded, fold(last)),
     )
 
 
@@ -316,6 +334,7 @@ def features(ev: TopicEvidence) -> tuple[float, ...]:
         math.log1p(ev.mass * ev.novelty), float(ev.new_referent),
         float(ev.request and ev.new_referent), float(ev.attribute), ev.request * ev.novelty,
         ev.shared_last / ev.mass if ev.mass else 0.0, float(ev.asked and not ev.ask_novelty),
+        float(ev.answered),
     )
 
 
@@ -373,6 +392,12 @@ def _terms(folded: str) -> set[str]:
     if not _KANA.search(folded):
         out = {t for t in out if not _ZH_FUNCTION.search(t)}
     return out
+
+
+def _answers(reply: str, folded: str, last: str) -> bool:
+    """The reply gives what the agent's last message asked: a time or number, a place."""
+    return bool((_ASKS_WHEN.search(last) and _WHEN.search(folded))
+                or (_ASKS_WHERE.search(last) and _PLACE.search(reply)))
 
 
 def _last(ticket_text: str) -> str:
