@@ -12,14 +12,15 @@ from pathlib import Path
 LEXICON = Path(__file__).with_name("complaints.json")
 
 
+SCRIPTS = (("ko", re.compile("[\uac00-\ud7a3]")), ("ja", re.compile("[\u3040-\u30ff]")),
+           ("zh", re.compile("[\u4e00-\u9fff]")))  # a regex scans text in C: replay opens many
+
+
 def language(text: str) -> str:
     """ko, ja, zh by script, en for other Latin text, "" when there is no text."""
-    if any("\uac00" <= c <= "\ud7a3" for c in text):
-        return "ko"
-    if any("\u3040" <= c <= "\u30ff" for c in text):
-        return "ja"
-    if any("\u4e00" <= c <= "\u9fff" for c in text):
-        return "zh"
+    for lang, script in SCRIPTS:
+        if script.search(text):
+            return lang
     return "en" if any(c.isalpha() for c in text) else ""
 
 
