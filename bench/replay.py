@@ -13,9 +13,7 @@ server and stream:
 - ordered read + decode: one ordered push consumer over the whole stream, each message
   decoded with `tidydesk.common.events.decode` (the ceiling: what any reader pays);
 - rebuild: `tidydesk.queue.projection.rebuild`, what `tidydesk replay` runs (build schema,
-  migrate, project every event, swap in), events/s over the whole call;
-- with `--before`, also the rebuild as it was before batched tail writes: `Tail.write`
-  replaced by the two single statements per event that `apply()` used to end with.
+  migrate, project every event, swap in), events/s over the whole call.
 
 Prints Markdown; asserts nothing. See bench/README.md.
 """
@@ -56,7 +54,7 @@ from tidydesk.common.events import (
 )
 from tidydesk.common.store import close, connect, digest_key
 from tidydesk.common.topology import apply_topology
-from tidydesk.queue.projection import Conn, Tail, rebuild
+from tidydesk.queue.projection import rebuild
 
 WINDOW = 2_000  # async publishes in flight
 BODY = ("Hello, the printer on the third floor prints every page twice since Monday. "
@@ -134,16 +132,6 @@ async def ordered_read(js: JetStreamContext, ns: str, last: int) -> tuple[int, f
     return n, time.perf_counter() - start
 
 
-async def write_one_by_one(self: Tail, conn: Conn) -> None:
-    """The tail as it was: one UPDATE and one INSERT per event."""
-    for seq, eid, etype, ticket_id, at, data in self.rows:
-        await conn.execute("UPDATE tickets SET updated_at = $2 WHERE id = $1", ticket_id, at)
-        await conn.execute(
-            "INSERT INTO events VALUES ($1,$2,$3,$4,$5,$6::jsonb) ON CONFLICT DO NOTHING",
-            seq, eid, etype, ticket_id, at, data)
-    self.rows, self.updated = [], {}
-
-
 async def timed_rebuild(js: JetStreamContext, dsn: str, ns: str, label: str,
                         read_rate: float) -> list[str]:
     t0 = time.perf_counter()
@@ -174,14 +162,6 @@ async def bench(args: argparse.Namespace) -> None:
                 read_rate = n / read_s
                 rows.append(["ordered read + decode", fmt(n), fmt(read_s, 2), fmt(read_rate),
                              "1.00"])
-                if args.before:
-                    batched = Tail.write
-                    Tail.write = write_one_by_one  # type: ignore[method-assign]
-                    try:
-                        rows.append(await timed_rebuild(js, srv.database_url, ns,
-                                                        "rebuild, tail per event", read_rate))
-                    finally:
-                        Tail.write = batched  # type: ignore[method-assign]
                 rows.append(await timed_rebuild(js, srv.database_url, ns, "rebuild", read_rate))
             print(f"\n{machine()}; {'; '.join(srv.notes)}")
             print(f"stream: {events:,} events of {args.tickets:,} tickets published in "
@@ -203,8 +183,6 @@ def main() -> None:
                         help="tickets to generate, 5 events each (default 20,000)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="read + rebuild rounds over the same stream")
-    parser.add_argument("--before", action="store_true",
-                        help="also rebuild with the per-event tail writes of before")
     parser.add_argument("--cap", type=float, default=600.0, help="seconds of measuring, at most")
     asyncio.run(bench(parser.parse_args()))
 

@@ -7,9 +7,11 @@ it. `rebuild` projects the stream into a schema beside the live one and swaps it
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
-from contextlib import aclosing
+import asyncio
+from collections.abc import AsyncGenerator, Callable, Iterable
+from contextlib import aclosing, suppress
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -19,7 +21,6 @@ from nats.js import JetStreamContext, api
 
 from tidydesk.common import db, metrics, parking
 from tidydesk.common.events import (
-    AgentThanked,
     AutoRecorded,
     ConversationAdopted,
     ConversationMoved,
@@ -59,10 +60,6 @@ REPLAY_LOCK = 7367112  # pg_try_advisory_lock(REPLAY_LOCK, hashtext(ns)): one re
 # Not class 42 (undefined table, syntax): it names the SQL or schema, and parking would then
 # swallow every event; nor 08/53/57 (connection, resources, shutdown): those are transient.
 POISON_CLASSES = ("22", "23", "54")
-# messages are keyed (tenant, message_id) (002_messages_per_tenant.sql): a ticket's message
-# is the row of the ticket's tenant (any row while the ticket is not projected)
-_OF_TICKET = ("message_id = $1 AND tenant = coalesce((SELECT lower(regexp_replace(mailbox,"
-              " '^.*@', '')) FROM tickets WHERE id = $2), tenant)")
 
 
 async def _live(conn: Conn, ticket_id: str) -> str:
@@ -83,73 +80,29 @@ class CheckpointMoved(Exception):
     """Someone reset the checkpoint (a replay); restart reading from it."""
 
 
-async def apply(conn: Conn, seq: int, env: Envelope, tail: Tail | None = None) -> None:
+async def apply(conn: Conn, seq: int, env: Envelope, writes: Writes | None = None) -> None:
     """Apply one event to the projection tables (inside the caller's transaction).
 
-    With `tail`, the final writes of a ticket event are collected there for `Tail.write`.
+    With `writes`, what can wait is collected there for `Writes.flush`.
     """
+    own = Writes() if writes is None else writes
+    if not await own.add(conn, seq, env):
+        await own.flush(conn)  # this event reads or rewrites what came before it
+        await _apply_alone(conn, env)
+        match env.data:
+            case MessageReceived() | MessageRejected() | AutoRecorded():  # no `events` row
+                pass
+            case e:
+                own.events(seq, env, e.ticket_id)
+        await own.flush(conn)
+    if writes is None:
+        await own.flush(conn)
+
+
+async def _apply_alone(conn: Conn, env: Envelope) -> None:
+    """The events `Writes` does not collect (rarer, or reading the tables), one at a time."""
     t = env.time
     match env.data:
-        case MessageReceived() as e:
-            await conn.execute(
-                "INSERT INTO messages (tenant, message_id, digest, mailbox, sender, subject,"
-                " received_at, body, reply, auto, claimed_message_id)"
-                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"
-                " ON CONFLICT (tenant, message_id) DO NOTHING",
-                tenant(e.mailbox), e.message_id, e.digest, e.mailbox, e.sender, e.subject, t,
-                e.text, e.reply, e.auto, e.claimed_message_id,
-            )
-            return
-        case MessageRejected() as e:
-            await conn.execute(
-                "INSERT INTO rejected VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING",
-                e.digest, e.reason, e.mailbox, e.size, t,
-            )
-            return
-        case TicketOpened() as e:
-            await conn.execute(
-                "INSERT INTO tickets (id, number, status, subject, requester, mailbox, split_from,"
-                " opened_at, updated_at) VALUES ($1,$2,'open',$3,$4,$5,$6,$7,$7)",
-                e.ticket_id, e.number, e.subject, e.requester, e.mailbox, e.split_from, t,
-            )
-            opening = await conn.fetchval(f"SELECT reply FROM messages WHERE {_OF_TICKET}",
-                                          e.message_id, e.ticket_id)
-            await conn.execute("UPDATE tickets SET language = $2 WHERE id = $1", e.ticket_id,
-                               language(f"{e.subject}\n{opening or ''}") or None)
-        case MessageThreaded() as e:
-            await conn.execute(
-                f"UPDATE messages SET ticket_id = $2, threaded_by = $3 WHERE {_OF_TICKET}",
-                e.message_id, e.ticket_id, e.method,
-            )
-            await conn.execute(
-                "UPDATE tickets SET message_count = message_count + 1 WHERE id = $1", e.ticket_id
-            )
-        case TicketReopened() | FollowupAcknowledged() | FollowupRecorded() | TicketSplit() as e:
-            verdict = {TicketReopened: "reopen", FollowupAcknowledged: "acknowledge",
-                       FollowupRecorded: "auto", TicketSplit: "split"}[type(e)]
-            await conn.execute(
-                f"UPDATE messages SET decision = $3 WHERE {_OF_TICKET}",
-                e.message_id, e.ticket_id, verdict,
-            )
-            if isinstance(e, TicketReopened):
-                await conn.execute("UPDATE tickets SET status = 'open', solved_at = NULL,"
-                                   " reopen_count = reopen_count + 1 WHERE id = $1", e.ticket_id)
-        case TicketSolved() as e:
-            await conn.execute("UPDATE tickets SET status = 'solved', solved_at = $2"
-                               " WHERE id = $1", e.ticket_id, t)
-        case ReplySent() as e:
-            await conn.execute(
-                "INSERT INTO messages (tenant, message_id, digest, ticket_id, mailbox, sender,"
-                " subject, received_at, body, reply, threaded_by) VALUES ($7,$1,'',$2,$3,$3,$4,"
-                "$5,$6,$6,'reply.sent') ON CONFLICT (tenant, message_id) DO NOTHING",
-                e.message_id, e.ticket_id, e.sender, e.subject, t, e.text, tenant(e.sender),
-            )
-            await conn.execute(
-                "UPDATE tickets SET message_count = message_count + 1 WHERE id = $1", e.ticket_id
-            )
-            if not e.auto:  # an out-of-hours notice is no first response
-                await conn.execute("UPDATE tickets SET first_response_at = coalesce("
-                                   "first_response_at, $2) WHERE id = $1", e.ticket_id, t)
         case TicketMerged() as e:  # into the live end: `into` may have merged on meanwhile
             into = await _live(conn, e.into)
             moved = await conn.fetch(
@@ -174,9 +127,6 @@ async def apply(conn: Conn, seq: int, env: Envelope, tail: Tail | None = None) -
                                    "WHERE id = $1", was, counted.count(was))
             await conn.execute("UPDATE tickets SET status = $2, message_count = message_count"
                                " + $3 WHERE id = $1", e.ticket_id, e.status, len(counted))
-        case TicketClosed() as e:
-            await conn.execute("UPDATE tickets SET status = 'closed', solved_at = coalesce("
-                               "solved_at, $2) WHERE id = $1", e.ticket_id, t)
         case TicketTagged() as e:
             await conn.execute(
                 "INSERT INTO ticket_tags VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING",
@@ -190,13 +140,6 @@ async def apply(conn: Conn, seq: int, env: Envelope, tail: Tail | None = None) -
         case TicketEscalated() as e:
             await conn.execute("UPDATE tickets SET escalated_to = $2 WHERE id = $1",
                                e.ticket_id, e.lead)
-        case AgentThanked():  # kudos: counted from `events`, the ticket stays as it is
-            pass
-        case MessageHeld() as e:  # in the ticket for an agent, not counted as its message
-            await conn.execute(
-                f"UPDATE messages SET ticket_id = $2, threaded_by = 'held' WHERE {_OF_TICKET}",
-                e.message_id, e.ticket_id,
-            )
         case ConversationMoved() as e:  # its rows move with conversation.adopted on `into`
             await conn.execute("UPDATE tickets SET status = 'merged', message_count = 0 "
                                "WHERE id = $1", e.ticket_id)
@@ -213,40 +156,184 @@ async def apply(conn: Conn, seq: int, env: Envelope, tail: Tail | None = None) -
         case AutoRecorded() as e:  # no ticket: the row keeps ticket_id NULL
             await conn.execute("UPDATE messages SET threaded_by = 'auto' WHERE message_id = $1"
                                " AND tenant = $2", e.message_id, tenant(e.mailbox))
-            return
-    ticket_id = env.data.ticket_id  # every remaining event belongs to a ticket
-    own = Tail() if tail is None else tail
-    own.add(seq, env, ticket_id)
-    if tail is None:
-        await own.write(conn)
 
 
-class Tail:
-    """What every ticket event ends with (its `events` row, the ticket's updated_at),
-    collected over a batch and written with two statements instead of two per event."""
+# A status event's effect on (status, solved_at, reopen_count): the new status; solved_at
+# set to `at`, or with `keep` to coalesce(solved_at, at); reopen_count plus `reopens`.
+Status = tuple[str, bool, datetime | None, int]
+_VERDICTS = {TicketReopened: "reopen", FollowupAcknowledged: "acknowledge",
+             FollowupRecorded: "auto", TicketSplit: "split"}
+
+
+class Writes:
+    """The writes of a batch, collected by statement and written set-based by `flush`.
+
+    The result is that of applying one event at a time: statements run in a fixed order
+    (inserts, message updates, ticket updates, `events` rows), which commutes with stream
+    order except where an insert lands on a row that a pending update refers to (the update
+    would have missed it) or two updates of one statement hit one message: `add` flushes
+    first there. Counts add up and status events fold per ticket, as applied in order.
+    """
 
     def __init__(self) -> None:
-        self.rows: list[tuple[int, str, str, str, datetime, str]] = []
+        self._clear()
+
+    def _clear(self) -> None:
+        self.messages: list[tuple[object, ...]] = []  # inserted; the first of a key wins
+        self.rejected: list[tuple[object, ...]] = []
+        self.opened: list[tuple[object, ...]] = []
+        self.threaded: dict[str, tuple[str, str]] = {}  # message_id: (ticket, threaded_by)
+        self.decided: dict[str, tuple[str, str]] = {}  # message_id: (ticket, decision)
+        self.counted: dict[str, tuple[int, datetime | None]] = {}  # +count, first response
+        self.status: dict[str, Status] = {}
+        self.refs: set[str] = set()  # message and ticket ids the pending updates refer to
+        self.rows: list[tuple[int, str, str, str, datetime, str]] = []  # `events`
         self.updated: dict[str, datetime] = {}  # the last event's time wins, as in order
 
-    def add(self, seq: int, env: Envelope, ticket_id: str) -> None:
+    async def add(self, conn: Conn, seq: int, env: Envelope) -> bool:
+        """Collect the event's writes (flushing first if order demands); False: not mine."""
+        t = env.time
+        match env.data:
+            case MessageReceived() as e:
+                await self._inserting(conn, e.message_id)
+                self.messages.append((tenant(e.mailbox), e.message_id, e.digest, None,
+                                      e.mailbox, e.sender, e.subject, t, e.text, e.reply,
+                                      e.auto, None, e.claimed_message_id))
+                return True
+            case MessageRejected() as e:
+                self.rejected.append((e.digest, e.reason, e.mailbox, e.size, t))
+                return True
+            case TicketOpened() as e:
+                await self._inserting(conn, e.ticket_id)
+                self.opened.append((e.ticket_id, e.number, e.subject, e.requester, e.mailbox,
+                                    e.split_from, t, e.message_id))
+                self.refs |= {e.ticket_id, e.message_id}  # its language reads the message
+            case MessageThreaded() | MessageHeld() as e:
+                if e.message_id in self.threaded:
+                    await self.flush(conn)
+                held = isinstance(e, MessageHeld)  # in the ticket, not counted as its message
+                self.threaded[e.message_id] = (e.ticket_id, "held" if held else e.method)
+                self.refs |= {e.ticket_id, e.message_id}
+                if not held:
+                    self._count(e.ticket_id, None)
+            case TicketReopened() | FollowupAcknowledged() | FollowupRecorded() | \
+                    TicketSplit() as e:
+                if e.message_id in self.decided:
+                    await self.flush(conn)
+                self.decided[e.message_id] = (e.ticket_id, _VERDICTS[type(e)])
+                self.refs |= {e.ticket_id, e.message_id}
+                if isinstance(e, TicketReopened):
+                    self._status(e.ticket_id, ("open", False, None, 1))
+            case TicketSolved() as e:
+                self._status(e.ticket_id, ("solved", False, t, 0))
+            case TicketClosed() as e:
+                self._status(e.ticket_id, ("closed", True, t, 0))
+            case ReplySent() as e:
+                await self._inserting(conn, e.message_id)
+                self.messages.append((tenant(e.sender), e.message_id, "", e.ticket_id, e.sender,
+                                      e.sender, e.subject, t, e.text, e.text, None,
+                                      "reply.sent", None))
+                self._count(e.ticket_id, None if e.auto else t)  # out of hours: no response
+            case TicketMerged() | TicketUnmerged() | ConversationMoved() | \
+                    ConversationAdopted() | TicketTagged() | TicketUntagged() | \
+                    TicketAssigned() | TicketEscalated() | AutoRecorded():
+                return False
+            case _:  # kudos, notices ...: counted from `events`, the ticket stays as it is
+                pass
+        self.events(seq, env, env.data.ticket_id)
+        return True
+
+    async def _inserting(self, conn: Conn, key: str) -> None:
+        if key in self.refs:
+            await self.flush(conn)
+
+    def _count(self, ticket: str, response: datetime | None) -> None:
+        n, first = self.counted.get(ticket, (0, None))
+        self.counted[ticket] = (n + 1, response if first is None else first)
+        self.refs.add(ticket)
+
+    def _status(self, ticket: str, new: Status) -> None:
+        status, keep, at, reopens = new
+        if old := self.status.get(ticket):
+            if keep:  # coalesce(what the earlier ones leave, at); after a reopen's NULL: at
+                keep, at = (old[1], old[2]) if old[1] or old[2] is not None else (False, at)
+            reopens += old[3]
+        self.status[ticket] = (status, keep, at, reopens)
+        self.refs.add(ticket)
+
+    def events(self, seq: int, env: Envelope, ticket_id: str) -> None:
+        """Collect what every ticket event ends with: its `events` row, its updated_at."""
         self.rows.append((seq, env.id, env.type, ticket_id, env.time, _json.encode(env).decode()))
         self.updated[ticket_id] = env.time
 
-    async def write(self, conn: Conn) -> None:
+    async def flush(self, conn: Conn) -> None:
         """Write what was collected (inside the caller's transaction) and start afresh."""
-        if not self.rows:
-            return
-        await conn.execute(
-            "INSERT INTO events (seq, id, type, ticket_id, time, data)"
-            " SELECT s, i, ty, tk, tm, d::jsonb FROM unnest($1::bigint[], $2::text[], $3::text[],"
-            " $4::text[], $5::timestamptz[], $6::text[]) AS u(s, i, ty, tk, tm, d)"
-            " ON CONFLICT DO NOTHING", *map(list, zip(*self.rows, strict=True)))
-        await conn.execute(
-            "UPDATE tickets SET updated_at = u.at FROM unnest($1::text[], $2::timestamptz[])"
-            " AS u(id, at) WHERE tickets.id = u.id",
-            list(self.updated), list(self.updated.values()))
-        self.rows, self.updated = [], {}
+        if self.messages:
+            await conn.execute(
+                "INSERT INTO messages (tenant, message_id, digest, ticket_id, mailbox, sender,"
+                " subject, received_at, body, reply, auto, threaded_by, claimed_message_id)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+                " $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[],"
+                " $11::text[], $12::text[], $13::text[]) ON CONFLICT (tenant, message_id)"
+                " DO NOTHING", *_columns(self.messages))
+        if self.rejected:
+            await conn.execute(
+                "INSERT INTO rejected SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
+                " $4::bigint[], $5::timestamptz[]) ON CONFLICT DO NOTHING",
+                *_columns(self.rejected))
+        if self.opened:
+            ids, numbers, subjects, requesters, mailboxes, splits, times, mids = _columns(
+                self.opened)
+            replies: dict[str, str] = {r[0]: r[1] for r in await conn.fetch(
+                "SELECT u.i, m.reply FROM unnest($1::text[], $2::text[], $3::text[])"
+                " AS u(i, mid, mb) JOIN messages m ON m.message_id = u.mid"  # the tenant's row
+                " AND m.tenant = lower(regexp_replace(u.mb, '^.*@', ''))", ids, mids, mailboxes)}
+            await conn.execute(
+                "INSERT INTO tickets (id, number, status, subject, requester, mailbox,"
+                " split_from, opened_at, updated_at, language) SELECT i, n, 'open', s, r, m, sp,"
+                " t, t, l FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[],"
+                " $5::text[], $6::text[], $7::timestamptz[], $8::text[])"
+                " AS u(i, n, s, r, m, sp, t, l)",
+                ids, numbers, subjects, requesters, mailboxes, splits, times,
+                [language(f"{s}\n{replies.get(i, '')}") or None
+                 for i, s in zip(ids, subjects, strict=True)])
+        # messages are keyed (tenant, message_id) (002_messages_per_tenant.sql): a ticket's
+        # message is the row of the ticket's tenant (any row while the ticket is not projected)
+        for sets, pending in (("ticket_id = u.ticket, threaded_by = u.value", self.threaded),
+                              ("decision = u.value", self.decided)):
+            if pending:  # one row per message_id: UPDATE ... FROM takes one match a row
+                await conn.execute(
+                    f"UPDATE messages SET {sets} FROM unnest($1::text[], $2::text[],"
+                    " $3::text[]) AS u(mid, ticket, value) WHERE message_id = u.mid AND tenant ="
+                    " coalesce((SELECT lower(regexp_replace(mailbox, '^.*@', '')) FROM tickets"
+                    " WHERE id = u.ticket), tenant)",
+                    list(pending), *_columns(list(pending.values())))
+        if tickets := list(self.updated.keys() | self.counted.keys() | self.status.keys()):
+            counted = [self.counted.get(i, (0, None)) for i in tickets]
+            status = [self.status.get(i, (None, False, None, 0)) for i in tickets]
+            await conn.execute(
+                "UPDATE tickets SET updated_at = coalesce(u.at, updated_at),"
+                " message_count = message_count + u.n,"
+                " first_response_at = coalesce(first_response_at, u.fr),"
+                " status = coalesce(u.s, status), solved_at = CASE WHEN u.s IS NULL THEN"
+                " solved_at WHEN u.keep THEN coalesce(solved_at, u.sa) ELSE u.sa END,"
+                " reopen_count = reopen_count + u.r FROM unnest($1::text[], $2::timestamptz[],"
+                " $3::int[], $4::timestamptz[], $5::text[], $6::bool[], $7::timestamptz[],"
+                " $8::int[]) AS u(i, at, n, fr, s, keep, sa, r) WHERE id = u.i",
+                tickets, [self.updated.get(i) for i in tickets], *_columns(counted),
+                *_columns(status))
+        if self.rows:
+            await conn.execute(
+                "INSERT INTO events (seq, id, type, ticket_id, time, data) SELECT s, i, ty, tk,"
+                " tm, d::jsonb FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],"
+                " $5::timestamptz[], $6::text[]) AS u(s, i, ty, tk, tm, d) ON CONFLICT DO NOTHING",
+                *_columns(self.rows))
+        self._clear()
+
+
+def _columns(rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows as column lists, the parameters of an `unnest`."""
+    return [list(c) for c in zip(*rows, strict=True)]
 
 
 def is_poison(exc: BaseException) -> bool:
@@ -328,18 +415,10 @@ class Projector:
             return
         try:
             async with conn.transaction():
-                tail = Tail()
+                writes = Writes()
                 for seq, _, env in events:
-                    # apply() reads merge rows of `events` back (the end of a merge chain)
-                    # and a merge writes its target's updated_at: write what is pending
-                    # around it, so the result is that of applying one event at a time
-                    barrier = isinstance(env.data, TicketMerged | ConversationMoved)
-                    if barrier:
-                        await tail.write(conn)
-                    await apply(conn, seq, env, tail)
-                    if barrier:
-                        await tail.write(conn)
-                await tail.write(conn)
+                    await apply(conn, seq, env, writes)
+                await writes.flush(conn)
         except Exception as exc:
             if not is_poison(exc):
                 raise  # transient: the whole transaction goes, the checkpoint stays
@@ -388,16 +467,23 @@ class Projector:
 
     async def run(self, stop_at_end: bool = False) -> int:
         """Project until cancelled (or, with stop_at_end, until the stream's end)."""
+        projected, analyze_at = 0, 1024
         while True:
             done = await self.checkpoint()
             end = await self._last_seq() if stop_at_end else None
             if end is not None and done >= end:
                 return done
             try:
-                async with aclosing(self._read(done + 1, end)) as batches:
+                async with aclosing(_ahead(self._read(done + 1, end))) as batches:
                     async for msgs in batches:
                         async with self.pool.acquire() as conn, conn.transaction():
                             done = await self.apply_batch(conn, msgs, done)
+                        projected += len(msgs)
+                        if projected >= analyze_at:  # a rebuild's tables outgrow their
+                            # statistics: without fresh ones the planner joins a batch
+                            # to whole tables by sequential scans
+                            await self.pool.execute("ANALYZE tickets, messages")
+                            analyze_at *= 2
                         if not stop_at_end:  # live events, not a rebuild of old ones
                             for kind, at in self.applied:
                                 metrics.projected(kind, at)
@@ -416,6 +502,24 @@ class Projector:
                 async for msgs in batches:
                     done = await self.apply_batch(conn, msgs, done)
         return done
+
+
+async def _ahead(batches: AsyncGenerator[Batch, None]) -> AsyncGenerator[Batch, None]:
+    """`batches` read one ahead, so that fetching the next overlaps applying this one."""
+    async with aclosing(batches):
+        ahead = asyncio.ensure_future(anext(batches))
+        try:
+            while True:
+                try:
+                    msgs = await ahead
+                except StopAsyncIteration:
+                    return
+                ahead = asyncio.ensure_future(anext(batches))
+                yield msgs
+        finally:
+            if ahead.cancel():  # the read in flight ends before `batches` is closed
+                with suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await ahead
 
 
 class Rebuilt(msgspec.Struct, frozen=True):
@@ -456,7 +560,7 @@ async def rebuild(js: JetStreamContext, dsn: str, ns: str, from_seq: int = 1,
         pool = await db.connect(dsn, build, attempts=1)
         try:
             await db.migrate(pool)
-            projector = Projector(js, pool, ns, progress=progress)
+            projector = Projector(js, pool, ns, batch=1024, progress=progress)
             projector.known = {r.stream_seq for _, r in await parking.records(js, ns)
                                if r.consumer == projector.name}
             await projector.reset(from_seq - 1)
