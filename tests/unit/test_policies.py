@@ -149,6 +149,9 @@ ACKS = [
     "好的，价格很合理，谢谢。",  # a short subject with a positive predicate is a remark
     "我很满意，谢谢你们。",
     "太好了，你们解决了我的问题，谢谢！",
+    "Thanks, we'll email you again if we need any more help.",  # contact on a need to come
+    "I guess that seems to be everything, thanks.",  # hedges carry no content
+    "No thanks. Good night.",
     "Thanks, but we're all set.",  # a contrast whose whole tail closes contrasts nothing
     "Thanks for looking into it though.",
     "친절한 안내 감사합니다",  # Korean and Japanese thank last: the noun phrase is the object
@@ -199,6 +202,8 @@ NOT_ACKS = [
     "No, I don't.",  # a bare negated answer may deny receipt: reopen
     "谢谢，那家店的地址和营业时间。",  # the thanks ends at the comma: a request follows
     "The second option sounds good, thanks.",  # picks an offer
+    "Thanks, I will ask if the courier can come on Monday.",  # an indirect question
+    "If the refund is not there tomorrow I will call you, thanks.",
     "Thanks, but the label you sent is for the old address.",
     "Thanks though, the app logs me out every hour.",
     "아니요 없어요.",  # a bare 'no, there is none' may answer a question: reopen
