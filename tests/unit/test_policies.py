@@ -152,6 +152,9 @@ ACKS = [
     "Thanks, we'll email you again if we need any more help.",  # contact on a need to come
     "I guess that seems to be everything, thanks.",  # hedges carry no content
     "No thanks. Good night.",
+    "We're not ready to switch plans right now, thanks.",
+    "I don't think we need anything else, thanks!",
+    "Thanks, I'll book the follow-up later. That's all for now.",  # the customer's own action
     "Thanks, but we're all set.",  # a contrast whose whole tail closes contrasts nothing
     "Thanks for looking into it though.",
     "친절한 안내 감사합니다",  # Korean and Japanese thank last: the noun phrase is the object
@@ -204,6 +207,8 @@ NOT_ACKS = [
     "The second option sounds good, thanks.",  # picks an offer
     "Thanks, I will ask if the courier can come on Monday.",  # an indirect question
     "If the refund is not there tomorrow I will call you, thanks.",
+    "I will need you to book the room, thanks.",
+    "That's all. Book the room for Friday.",
     "Thanks, but the label you sent is for the old address.",
     "Thanks though, the app logs me out every hour.",
     "아니요 없어요.",  # a bare 'no, there is none' may answer a question: reopen
