@@ -358,7 +358,7 @@ def _drop_signoff(lines: list[str], latin_names: frozenset[str]) -> list[str]:
 
 
 def _thanks_at_edge(clause: str) -> bool:
-    """The clause starts (after filler) with a thanks marker: "thanks for X".
+    """Thanks comes before the clause's content (after filler and other markers): "thanks for X".
 
     A trailing thanks ("East part of town thank you") does not make the words before it
     gratitude: they are an answer or a request, politely closed.
@@ -366,8 +366,9 @@ def _thanks_at_edge(clause: str) -> bool:
     words = [w for w in FILLER_CJK.sub(" ", clause).split() if w not in FILLER]
     if not words:
         return False
-    if words[0][0] == MARK["thanks"]:
-        return True
+    lead = next((i for i, w in enumerate(words) if w[0] not in CAT_OF), len(words))
+    if any(w[0] == MARK["thanks"] for w in words[:lead]):
+        return True  # "that's all but thanks for asking": markers, then the thanked object
     # Korean and Japanese put the verb of thanks last, its object before it: "친절한 안내
     # 감사합니다", "ご連絡ありがとう". A noun phrase there is what is thanked for; a finished
     # sentence ("그렇게 할게요 감사합니다") is not.

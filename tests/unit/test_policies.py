@@ -155,6 +155,7 @@ ACKS = [
     "We're not ready to switch plans right now, thanks.",
     "I don't think we need anything else, thanks!",
     "Thanks, I'll book the follow-up later. That's all for now.",  # the customer's own action
+    "That's everything but thanks for asking.",  # markers, then the thanked object
     "Thanks, but we're all set.",  # a contrast whose whole tail closes contrasts nothing
     "Thanks for looking into it though.",
     "친절한 안내 감사합니다",  # Korean and Japanese thank last: the noun phrase is the object
