@@ -427,7 +427,7 @@ def _clause_content(clause: str, latin_names: frozenset[str]) -> tuple[list[str]
 MAX_EXTRA_WORDS = 4
 MAX_EXTRA_HAN = 8
 # Korean and Japanese sentence-final endings (polite, plain, past): a finished sentence.
-_SENTENCE_END = re.compile(r"(?:[요다죠까네군고서るた]|ます|です|ません|ない|たい)$")
+_SENTENCE_END = re.compile(r"(?:[요다죠까네군るた]|ます|です|ません|ない|たい)$")
 _KANA_HANGUL = re.compile(r"[\u3040-\u30ff\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]")
 
 

@@ -163,6 +163,10 @@ ACKS = [
     "네 충분합니다. 감사합니다!",
     "예약은 나중에 할게요. 감사합니다.",  # a deferral
     "아니요 그게 전부입니다",
+    "안내해 주셔서 감사합니다",  # '-주셔서' gives the reason for thanks, not a request
+    "아니요, 더 이상 궁금한 건 없어요.",
+    "調べていただいてありがとうございます。",  # '-ていただき' likewise
+    "谢谢你帮我改好了。",  # a completed favour (了), not a request
     "いえ、特にありません。ありがとうございました。",
     "予約は結構です。ありがとうございました。",
     "それは良かったです。ありがとうございました。",
@@ -212,6 +216,9 @@ NOT_ACKS = [
     "That's all. Book the room for Friday.",
     "Thanks, but the label you sent is for the old address.",
     "Thanks though, the app logs me out every hour.",
+    "주소 좀 알려주세요 감사합니다",
+    "教えてください。ありがとうございます。",
+    "谢谢你帮我查一下价格。",
     "아니요 없어요.",  # a bare 'no, there is none' may answer a question: reopen
     "그게 다예요?",
     "결제가 두 번 됐어요 감사합니다",  # a finished sentence before the thanks is not its object
