@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:
 
 from eval.split import is_held_out  # noqa: E402
 from tidydesk.ingest.parse import message_ids  # noqa: E402
-from tidydesk.threading.offline import Line, thread_mbox  # noqa: E402
+from tidydesk.offline_thread import Line, thread_mbox  # noqa: E402
 
 MODES = (("(a) headers only", True, False), ("(b) headers + content", True, True),
          ("(c) content only", False, True))

@@ -688,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, module, text in (
         ("extract", "tidydesk.ingest.extract_cli", "print the newly written text of a mail"),
         ("classify", "tidydesk.classify", "dry-run policy decisions on JSON lines"),
-        ("thread", "tidydesk.threading.offline", "thread an mbox offline (--mbox FILE)"),
+        ("thread", "tidydesk.offline_thread", "thread an mbox offline (--mbox FILE)"),
         ("import", "tidydesk.ingest.imports", "import an mbox file or Maildir (resumable)"),
         ("policy", "tidydesk.policy.config", "show or set the policy per mailbox, shadow mode"),
         ("backtest", "tidydesk.policy.backtest", "replay follow-ups through a candidate policy"),

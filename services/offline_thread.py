@@ -1,4 +1,7 @@
-"""`tidydesk thread --mbox FILE`: the threading engine over an mbox, no bus, no database."""
+"""`tidydesk thread --mbox FILE`: the threading engine over an mbox, no bus, no database.
+
+Like `tidydesk.classify`, a composition root: it parses with ingest and threads with threading,
+so that the threading service itself never imports ingest."""
 
 from __future__ import annotations
 
