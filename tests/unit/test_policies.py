@@ -217,6 +217,7 @@ NOT_ACKS = [
     "Thanks, but the label you sent is for the old address.",
     "Thanks though, the app logs me out every hour.",
     "주소 좀 알려주세요 감사합니다",
+    "빠른 답변 감사하겠습니다",  # prospective '-겠-': 'I would appreciate', a request
     "教えてください。ありがとうございます。",
     "谢谢你帮我查一下价格。",
     "아니요 없어요.",  # a bare 'no, there is none' may answer a question: reopen
