@@ -288,15 +288,23 @@ class Writes:
                 "SELECT u.i, m.reply FROM unnest($1::text[], $2::text[], $3::text[])"
                 " AS u(i, mid, mb) JOIN messages m ON m.message_id = u.mid"  # the tenant's row
                 " AND m.tenant = lower(regexp_replace(u.mb, '^.*@', ''))", ids, mids, mailboxes)}
+            # a new ticket is inserted as its events in this flush leave it (every one is
+            # after its ticket.opened: `add` flushed what came before), not updated after
+            counted = [self.counted.pop(i, (0, None)) for i in ids]
+            status = [self.status.pop(i, ("open", False, None, 0)) for i in ids]
             await conn.execute(
                 "INSERT INTO tickets (id, number, status, subject, requester, mailbox,"
-                " split_from, opened_at, updated_at, language) SELECT i, n, 'open', s, r, m, sp,"
-                " t, t, l FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[],"
-                " $5::text[], $6::text[], $7::timestamptz[], $8::text[])"
-                " AS u(i, n, s, r, m, sp, t, l)",
+                " split_from, opened_at, updated_at, language, message_count,"
+                " first_response_at, solved_at, reopen_count) SELECT i, n, st, s, r, m, sp, t,"
+                " up, l, c, fr, sa, ro FROM unnest($1::text[], $2::bigint[], $3::text[],"
+                " $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[],"
+                " $9::timestamptz[], $10::int[], $11::timestamptz[], $12::text[], $13::bool[],"
+                " $14::timestamptz[], $15::int[]) AS u(i, n, s, r, m, sp, t, l, up, c, fr, st,"
+                " keep, sa, ro)",
                 ids, numbers, subjects, requesters, mailboxes, splits, times,
                 [language(f"{s}\n{replies.get(i, '')}") or None
-                 for i, s in zip(ids, subjects, strict=True)])
+                 for i, s in zip(ids, subjects, strict=True)],
+                [self.updated.pop(i) for i in ids], *_columns(counted), *_columns(status))
         # messages are keyed (tenant, message_id) (002_messages_per_tenant.sql): a ticket's
         # message is the row of the ticket's tenant (any row while the ticket is not projected)
         for sets, pending in (("ticket_id = u.ticket, threaded_by = u.value", self.threaded),
@@ -309,8 +317,8 @@ class Writes:
                     " WHERE id = u.ticket), tenant)",
                     list(pending), *_columns(list(pending.values())))
         if tickets := list(self.updated.keys() | self.counted.keys() | self.status.keys()):
-            counted = [self.counted.get(i, (0, None)) for i in tickets]
-            status = [self.status.get(i, (None, False, None, 0)) for i in tickets]
+            counts = [self.counted.get(i, (0, None)) for i in tickets]
+            changes = [self.status.get(i) or (None, False, None, 0) for i in tickets]
             await conn.execute(
                 "UPDATE tickets SET updated_at = coalesce(u.at, updated_at),"
                 " message_count = message_count + u.n,"
@@ -320,8 +328,8 @@ class Writes:
                 " reopen_count = reopen_count + u.r FROM unnest($1::text[], $2::timestamptz[],"
                 " $3::int[], $4::timestamptz[], $5::text[], $6::bool[], $7::timestamptz[],"
                 " $8::int[]) AS u(i, at, n, fr, s, keep, sa, r) WHERE id = u.i",
-                tickets, [self.updated.get(i) for i in tickets], *_columns(counted),
-                *_columns(status))
+                tickets, [self.updated.get(i) for i in tickets], *_columns(counts),
+                *_columns(changes))
         if self.rows:
             await conn.execute(
                 "INSERT INTO events (seq, id, type, ticket_id, time, data) SELECT s, i, ty, tk,"
