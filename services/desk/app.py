@@ -58,7 +58,8 @@ from tidydesk.desk import config as desk_config
 from tidydesk.desk.config import DeskConfig, MailboxDesk, Team, duration
 from tidydesk.desk.hours import hours_for, is_open, next_open
 from tidydesk.desk.hours import load_config as load_hours
-from tidydesk.desk.text import complaint, language, notice_language, out_of_hours_notice
+from tidydesk.desk.text import complaint, notice_language, out_of_hours_notice
+from tidydesk.text.script import language_code
 from tidydesk.tickets.mailbox import tenant
 from tidydesk.tickets.ticket import Ticket, fold
 from tidydesk.tickets.tokens import reply_address, shared_secret
@@ -117,7 +118,7 @@ def tag_items(view: View, desk: MailboxDesk, m: MessageThreaded, decision: str |
               ) -> Items:
     """ticket.tagged for each rule that fires and whose tag the ticket lacks (pure)."""
     items: Items = []
-    lang, tags = language(m.reply or m.subject), set(view.tags)
+    lang, tags = language_code(m.reply or m.subject), set(view.tags)
     for rule in desk.tag_rules:
         if rule.tag not in tags and rule.matches(m.subject, m.reply, m.sender, lang, decision):
             tags.add(rule.tag)

@@ -1,5 +1,5 @@
-"""What the desk reads in a message (pure): its language, whether it is a complaint, and the
-out-of-hours notice in the customer's language."""
+"""What the desk reads in a message (pure): whether it is a complaint, and the out-of-hours
+notice in the customer's language (`tidydesk.text.script.language_code`)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,9 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 
+from tidydesk.text.script import language_code
+
 LEXICON = Path(__file__).with_name("complaints.json")
-
-
-SCRIPTS = (("ko", re.compile("[\uac00-\ud7a3]")), ("ja", re.compile("[\u3040-\u30ff]")),
-           ("zh", re.compile("[\u4e00-\u9fff]")))  # a regex scans text in C: replay opens many
-
-
-def language(text: str) -> str:
-    """ko, ja, zh by script, en for other Latin text, "" when there is no text."""
-    for lang, script in SCRIPTS:
-        if script.search(text):
-            return lang
-    return "en" if any(c.isalpha() for c in text) else ""
 
 
 @cache
@@ -66,7 +56,7 @@ _DATES = {"en": "{d:%d %B %Y}", "ko": "{d.year}년 {d.month}월 {d.day}일",
 
 def notice_language(text: str) -> str:
     """The template language for a customer who wrote `text`: theirs if we have it, else en."""
-    lang = language(text)
+    lang = language_code(text)
     return lang if lang in _NOTICE else "en"
 
 

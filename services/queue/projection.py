@@ -46,7 +46,7 @@ from tidydesk.common.events import (
     decode,
 )
 from tidydesk.common.runtime import stop_if_cancelled
-from tidydesk.desk.text import language
+from tidydesk.text.script import language_code
 from tidydesk.tickets.mailbox import tenant
 
 log = structlog.get_logger()
@@ -302,7 +302,7 @@ class Writes:
                 " $14::timestamptz[], $15::int[]) AS u(i, n, s, r, m, sp, t, l, up, c, fr, st,"
                 " keep, sa, ro)",
                 ids, numbers, subjects, requesters, mailboxes, splits, times,
-                [language(f"{s}\n{replies.get(i, '')}") or None
+                [language_code(f"{s}\n{replies.get(i, '')}") or None
                  for i, s in zip(ids, subjects, strict=True)],
                 [self.updated.pop(i) for i in ids], *_columns(counted), *_columns(status))
         # messages are keyed (tenant, message_id) (002_messages_per_tenant.sql): a ticket's

@@ -19,7 +19,8 @@ from tidydesk.desk.config import (
     duration,
     parse_rota,
 )
-from tidydesk.desk.text import complaint, language, notice_language, out_of_hours_notice
+from tidydesk.desk.text import complaint, notice_language, out_of_hours_notice
+from tidydesk.text.script import language_code
 from tidydesk.tickets.ticket import Ticket
 
 WEEKEND = "alice=mon-fri; bob=tue-sat; carol=wed-sun"
@@ -125,7 +126,7 @@ def test_escalation_reasons_fire_once_each() -> None:
 
 
 def test_language_complaints_and_the_notice() -> None:
-    assert [language(t) for t in ("안녕하세요", "ありがとう", "谢谢", "Hello", "123")] == [
+    assert [language_code(t) for t in ("안녕하세요", "ありがとう", "谢谢", "Hello", "123")] == [
         "ko", "ja", "zh", "en", ""]
     assert notice_language("谢谢") == "en"  # no Chinese template: English
     assert complaint("I want to COMPLAIN about this") == "complain"
