@@ -80,17 +80,26 @@ async def up_fixture(tmp_path: Path, ns: str, nc: Client, pool: asyncpg.Pool, na
         assert await asyncio.to_thread(stack.stop) == 0, stack.log.read_text()[-3000:]
 
 
-def health_urls(log: str) -> dict[str, str]:
-    """service -> base URL of its health server, from what `tidydesk up` printed."""
-    return dict(re.findall(r"^\s+(?:Health)?\s+(\w+)\s+(http://\S+)/healthz", log, re.M))
+def health_urls(log: str) -> dict[str, list[str]]:
+    """service -> base URLs of its instances' health servers (`threading-2` is one of
+    threading's), from what `tidydesk up` printed."""
+    found: dict[str, list[str]] = {}
+    for service, url in re.findall(r"^\s+(?:Health)?\s+(\w+)(?:-\d+)?\s+(http://\S+)/healthz",
+                                   log, re.M):
+        found.setdefault(service, []).append(url)
+    return found
 
 
-def scrape(base: str) -> Samples:
-    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as resp:
-        assert resp.headers["Content-Type"].startswith("text/plain")
-        text = resp.read().decode()
-    return [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text)
-            for s in family.samples]
+def scrape(bases: list[str]) -> Samples:
+    """The samples of every instance of a service, together (`value` sums over them)."""
+    samples: Samples = []
+    for base in bases:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as resp:
+            assert resp.headers["Content-Type"].startswith("text/plain")
+            text = resp.read().decode()
+        samples += [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text)
+                    for s in family.samples]
+    return samples
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -115,7 +124,7 @@ def smtp(up: Up, raw: bytes) -> None:
         client.sendmail("alice@example.com", ["support@acme.example"], raw)
 
 
-async def ready_for_webhooks(up: Up, hooks: Hooks) -> dict[str, str]:
+async def ready_for_webhooks(up: Up, hooks: Hooks) -> dict[str, list[str]]:
     """The health URLs, once the webhook consumer runs (it starts at new events)."""
     urls = health_urls(up.log.read_text())
     await until(lambda: has(scrape(urls["notify"]), "tidydesk_consumer_pending",
