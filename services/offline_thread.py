@@ -17,6 +17,7 @@ import msgspec
 
 from tidydesk.common.events import MessageReceived
 from tidydesk.common.memory import InMemoryEventStore, InMemoryIndex
+from tidydesk.common.store import message_key, unlink
 from tidydesk.ingest.parse import parse
 from tidydesk.threading.engine import Options, Threader
 
@@ -56,7 +57,8 @@ async def thread_mbox(path: str, *, use_headers: bool = True, content_join: bool
         at = event.date or datetime.now(UTC)
         threaded = await threader.thread(event, at)
         if threaded is None:  # a duplicate Message-ID: report where the first one went
-            ticket = await threader.index.get(f"m:{event.message_id}")
+            value = await threader.index.get(message_key(event.mailbox, event.message_id))
+            ticket = unlink(value)[0] if value else None
             out.append(Line(event.message_id, ticket, "duplicate", 1.0))
         else:
             out.append(Line(event.message_id, threaded.ticket_id, threaded.method,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 import nats
@@ -120,6 +121,43 @@ class Decides:
                 continue
             return [e for e, _ in items]
         raise Conflict(f"{ticket_id}: gave up after {attempts} conflicting attempts")
+
+
+class OneRead(Decides):
+    """An EventStore that reads each ticket from `store` once per unit of work (`unit()`):
+    one mail's threading loads its target three or four times (where the evidence points,
+    where it continues, the write); between them only the expected-sequence append decides
+    whether the state read is still current. An append, a conflict or `forget` drops the
+    copy, so a retry reads afresh. Outside a unit it is `store` itself."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self._read: contextvars.ContextVar[dict[str, Ticket] | None] = contextvars.ContextVar(
+            "one_read", default=None)
+
+    @contextlib.contextmanager
+    def unit(self) -> Iterator[None]:
+        token = self._read.set({})
+        try:
+            yield
+        finally:
+            self._read.reset(token)
+
+    def forget(self, ticket_id: str) -> None:
+        (self._read.get() or {}).pop(ticket_id, None)
+
+    async def load(self, ticket_id: str) -> Ticket:
+        read = self._read.get()
+        if read is None:
+            return await self.store.load(ticket_id)
+        if ticket_id not in read:
+            read[ticket_id] = await self.store.load(ticket_id)
+        return read[ticket_id].copy()
+
+    async def append(self, ticket_id: str, items: Sequence[tuple[Event, str]], expected: int
+                     ) -> int:
+        self.forget(ticket_id)
+        return await self.store.append(ticket_id, items, expected)
 
 
 class JetStreamEventStore(Decides):
@@ -245,8 +283,12 @@ class JetStreamEventStore(Decides):
         if base is not None and base.version == last.seq:
             self._cache.move_to_end(ticket_id)
             return base.copy()
-        ticket = fold(base or ticket_id, await self._after(
-            self.ticket_subject(ticket_id), base.version if base else 0, last))
+        after = base.version if base else 0
+        if _appended_at(last) == after:  # the last event was appended right after `after`
+            events = [(last.seq, decode(last.data))]
+        else:
+            events = await self._after(self.ticket_subject(ticket_id), after, last)
+        ticket = fold(base or ticket_id, events)
         self._remember(ticket, last_id)
         return ticket.copy()
 
@@ -300,6 +342,13 @@ class JetStreamEventStore(Decides):
         return expected
 
 
+def _appended_at(msg: api.RawStreamMsg) -> int | None:
+    """The subject sequence an event was appended at (the expected-sequence header that
+    `append` writes and the server enforced), None when it was published without one."""
+    value = (msg.headers or {}).get("Nats-Expected-Last-Subject-Sequence")
+    return int(value) if value and value.isdigit() else None
+
+
 def link(ticket_id: str, mailbox: str) -> str:
     """Index value naming a ticket and its tenant, checkable before the ticket exists."""
     return f"{ticket_id}|{tenant(mailbox)}"
@@ -327,34 +376,55 @@ class Index(Protocol):
 
 
 class KvIndex:
-    """Index in JetStream key-value buckets; `claim` is an atomic create."""
+    """Index in JetStream key-value buckets; `claim` is an atomic create.
 
-    def __init__(self, js: JetStreamContext, ns: str) -> None:
+    `update` writes at the revision this process last read or wrote for the key (an LRU of
+    `revisions` entries) without reading first; the server refuses a stale revision, and
+    only then is the key read. A key never seen is first tried as a create."""
+
+    def __init__(self, js: JetStreamContext, ns: str, revisions: int = 10_000) -> None:
         self.js, self.ns, self.bucket = js, ns, f"{ns}_msgindex"
         self._kv: KeyValue | None = None
+        self._counters: KeyValue | None = None
+        self._seen: OrderedDict[str, tuple[str | None, int]] = OrderedDict()
+        self.revisions = revisions
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:  # one lookup round trip per process, not per operation
             self._kv = await self.js.key_value(self.bucket)
         return self._kv
 
+    def _saw(self, name: str, value: str | None, revision: int | None) -> None:
+        if revision is None:
+            return
+        self._seen[name] = (value, revision)
+        self._seen.move_to_end(name)
+        while len(self._seen) > self.revisions:
+            self._seen.popitem(last=False)
+
     async def get(self, key: str) -> str | None:
         kv = await self._bucket()
+        name = digest_key(key)
         try:
-            entry = await kv.get(digest_key(key))
+            entry = await kv.get(name)
         except KeyNotFoundError:
+            self._seen.pop(name, None)
             return None
-        return entry.value.decode() if entry.value else None
+        value = entry.value.decode() if entry.value else None
+        self._saw(name, value, entry.revision)
+        return value
 
     async def put(self, key: str, value: str) -> None:
         kv = await self._bucket()
-        await kv.put(digest_key(key), value.encode())
+        name = digest_key(key)
+        self._saw(name, value, await kv.put(name, value.encode()))
 
     async def claim(self, key: str, value: str) -> str:
         """Store `value` unless the key is taken; return whatever the key holds now."""
         kv = await self._bucket()
+        name = digest_key(key)
         try:
-            await kv.create(digest_key(key), value.encode())
+            self._saw(name, value, await kv.create(name, value.encode()))
             return value
         except KeyWrongLastSequenceError:
             return await self.get(key) or value
@@ -363,27 +433,30 @@ class KvIndex:
         """Read-modify-write that loses no concurrent update: write only at the read revision."""
         kv = await self._bucket()
         name = digest_key(key)
+        guess = self._seen.get(name)  # None: try a create
         while True:
+            old, revision = guess if guess is not None else (None, 0)
+            value = change(old)
+            try:
+                if guess is None:
+                    written = await kv.create(name, value.encode())
+                else:
+                    written = await kv.update(name, value.encode(), last=revision)
+                self._saw(name, value, written)
+                return value
+            except KeyWrongLastSequenceError:  # created or changed meanwhile: read it
+                log.debug("kv_update_conflict_retry", key=key)
             try:
                 entry = await kv.get(name)
+                guess = (entry.value.decode() if entry.value else None, entry.revision or 0)
             except KeyNotFoundError:
-                value = change(None)
-                try:
-                    await kv.create(name, value.encode())
-                    return value
-                except KeyWrongLastSequenceError:
-                    continue  # someone created it first: change their value instead
-            value = change(entry.value.decode() if entry.value else None)
-            try:
-                await kv.update(name, value.encode(), last=entry.revision)
-                return value
-            except KeyWrongLastSequenceError:
-                log.debug("kv_update_conflict_retry", key=key)
+                guess = None
 
     async def next_number(self, ticket_id: str) -> int:
         """A short, unique number: the revision of a put to the counters bucket."""
-        kv = await self.js.key_value(f"{self.ns}_counters")
-        return int(await kv.put("ticket", ticket_id.encode()))
+        if self._counters is None:
+            self._counters = await self.js.key_value(f"{self.ns}_counters")
+        return int(await self._counters.put("ticket", ticket_id.encode()))
 
 
 

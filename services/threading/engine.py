@@ -43,6 +43,7 @@ from tidydesk.common.store import (
     Conflict,
     EventStore,
     Index,
+    OneRead,
     digest_key,
     link,
     message_key,
@@ -136,7 +137,7 @@ class Threader:
 
     def __init__(self, store: EventStore, index: Index, options: Options | None = None,
                  secret: bytes = b"") -> None:
-        self.store, self.index, self.secret = store, index, secret
+        self.store, self.index, self.secret = OneRead(store), index, secret
         self.options = options or Options()
 
     async def find(self, msg: MessageReceived, at: datetime) -> Verdict:
@@ -164,11 +165,12 @@ class Threader:
                     v.vouched |= t.customers() | t.agents
         return v
 
-    async def _lookup(self, mailbox: str, message_id: str) -> str | None:
-        """The index value of a Message-ID in this tenant; also the key before tenants
-        (`m:{id}`, still written for agent replies and splits), checked by `_follow`."""
+    async def _lookup(self, mailbox: str, message_id: str, legacy: bool = True) -> str | None:
+        """The index value of a Message-ID in this tenant; with `legacy` also the key
+        before tenants (`m:{id}`, written before keys were scoped to tenants), checked
+        by `_follow`."""
         value = await self.index.get(message_key(mailbox, message_id))
-        return value or await self.index.get(f"m:{message_id}")
+        return value if value or not legacy else await self.index.get(f"m:{message_id}")
 
     @staticmethod
     def _follow(value: str | None, msg: MessageReceived, v: Verdict) -> str | None:
@@ -233,8 +235,15 @@ class Threader:
 
     async def thread(self, msg: MessageReceived, at: datetime) -> Outcome | None:
         """Thread one message; None when it was threaded (held, recorded) before."""
+        with self.store.unit():  # each ticket read once; the appends check it is current
+            return await self._thread(msg, at)
+
+    async def _thread(self, msg: MessageReceived, at: datetime) -> Outcome | None:
         key = message_key(msg.mailbox, msg.message_id)
-        own = self._follow(await self._lookup(msg.mailbox, msg.message_id), msg, Verdict())
+        # an ancestor may be indexed by an old version; a mail being threaded is not: its own
+        # key is written by this version (a redelivery) or by a reply that arrived first
+        own = self._follow(await self._lookup(msg.mailbox, msg.message_id, legacy=False), msg,
+                           Verdict())
         if own:
             own = await self.live(own)
             if (await self.store.load(own)).has_message(msg.message_id):
@@ -354,6 +363,8 @@ class Threader:
                 try:
                     await merge_at(self.store, ticket, await self.store.load(into), items)
                 except Conflict:
+                    self.store.forget(source)
+                    self.store.forget(into)
                     await asyncio.sleep(random.uniform(0, 0.05))  # a tie ends
                     continue
                 ticket = await self.store.load(source)
@@ -362,6 +373,8 @@ class Threader:
             if ticket.merged_into == into:
                 return len(ticket.messages) + len(ticket.held)
             # the source was merged or moved elsewhere meanwhile: join where it went
+            self.store.forget(source)
+            self.store.forget(into)
         raise RuntimeError(f"tickets {source} and {into} keep moving")
 
     async def _adopt(self, source: Ticket) -> None:
@@ -392,6 +405,7 @@ class Threader:
                 if delay is None:
                     raise parking.Later(f"ticket {target} is being opened by another mail")
                 await asyncio.sleep(delay)
+                self.store.forget(target)
                 continue
             written, retry = await self._write(msg, ticket, v)
             if not retry:

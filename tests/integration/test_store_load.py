@@ -22,8 +22,10 @@ from tidydesk.common.events import (
     TicketSolved,
     TicketSplit,
     decode,
+    encode,
+    envelope,
 )
-from tidydesk.common.store import Conflict, JetStreamEventStore, close, connect
+from tidydesk.common.store import Conflict, JetStreamEventStore, OneRead, close, connect
 from tidydesk.tickets.ticket import Ticket, fold
 
 
@@ -160,3 +162,39 @@ async def test_cache_is_not_used_after_another_process_appended(nc: Client, nats
     after = await store.load("t")
     assert after.version > before.version and after.has_message("elsewhere")
     assert after == await reference(store, "t")
+
+
+async def test_one_read_per_unit_decides_again_on_fresh_state(nc: Client, other: Client,
+                                                               ns: str) -> None:
+    """Within a unit a ticket is read once; the append's expected sequence still catches
+    another writer, and the retry reads the ticket afresh."""
+    mine = OneRead(JetStreamEventStore(nc.jetstream(), ns))
+    theirs = JetStreamEventStore(other.jetstream(), ns)
+    await write(theirs, "t", 0, 2)
+    seen: list[int] = []
+
+    def decide(ticket: Ticket) -> list[tuple[Event, str]]:
+        seen.append(ticket.version)
+        return [event("t", 3)]
+
+    with mine.unit():
+        first = await mine.load("t")
+        await write(theirs, "t", 2, 1)
+        assert await mine.load("t") == first  # not read again
+        await mine.decide("t", decide)
+    assert seen[0] == first.version and len(seen) == 2 and seen[1] > first.version
+    assert await mine.load("t") == await reference(theirs, "t")
+
+
+async def test_events_without_an_expected_sequence_header_load_in_full(nc: Client,
+                                                                        ns: str) -> None:
+    """Events published without the header (another tool, a replay generator) are read by
+    the gap reader, not taken as following the cached state."""
+    store = JetStreamEventStore(nc.jetstream(), ns)
+    await write(store, "t", 0, 2)
+    await store.load("t")
+    for i in (2, 3):
+        e, key = event("t", i)
+        await nc.jetstream().publish(store.ticket_subject("t"), encode(envelope(
+            e, subject="t", key=key)))
+    assert await store.load("t") == await reference(store, "t")

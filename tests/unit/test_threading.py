@@ -342,3 +342,18 @@ async def test_auto_reply_waits_for_the_mail_it_answers_then_joins_its_ticket() 
     late = msgspec.structs.replace(ooo, message_id="o3", in_reply_to=("never-seen",))
     recorded = await t.thread(late, now - timedelta(seconds=61))  # waited long enough
     assert isinstance(recorded, AutoRecorded) and recorded.ticket_id is None
+
+
+def test_offline_duplicate_names_the_ticket_of_the_first(tmp_path: Path) -> None:
+    """`tidydesk thread`: a second mail with a Message-ID already threaded reports where the
+    first one went (the index is keyed per tenant)."""
+    from tidydesk.offline_thread import thread_mbox
+
+    mail = ("From a@b Mon Jan  1 00:00:00 2024\nFrom: ann@example.com\nTo: help@example.com\n"
+            "Subject: printer\nMessage-ID: <dup@example.com>\n"
+            "Date: Mon, 1 Jan 2024 00:00:00 +0000\n\nThe printer jams.\n\n")
+    box = tmp_path / "dup.mbox"
+    box.write_text(mail * 2)
+    first, second = asyncio.run(thread_mbox(str(box)))
+    assert first.method == "new" and first.ticket
+    assert (second.method, second.ticket) == ("duplicate", first.ticket)
