@@ -52,6 +52,7 @@ CATEGORIES = (
     "affirm",  # yes, sure, I do (weak: may confirm a pending action; needs a closing)
     "no",  # a bare leading "no" (weak)
     "greeting",  # hi, hello, 안녕하세요 (weak)
+    "gratitude",  # thanks for your help / time: thanks for what was done, not for an offer
 )
 MARK = {c: chr(0xE000 + i) for i, c in enumerate(CATEGORIES)}
 CAT_OF = {m: c for c, m in MARK.items()}
@@ -136,7 +137,7 @@ _PUNCT = re.compile(r"[^\w\s\ue000-\ue0ff?¿]")
 
 # Alternatives are tried in this order at each position: longer, more specific phrases first.
 _ORDER = (
-    "thanks", "closing", "decline", "nevermind", "hypothetical", "farewell", "praise",
+    "gratitude", "thanks", "closing", "decline", "nevermind", "hypothetical", "farewell", "praise",
     "acceptance", "received", "resolved", "ok", "no", "positive", "affirm", "greeting",
     "question", "request", "problem", "contrast", "new_topic",
 )
@@ -410,6 +411,19 @@ def _evaluation(clause: str, marks: set[str], content: list[str]) -> bool:
             and len(content[0]) <= MAX_EXTRA_HAN // 2)
 
 
+# The customer's own next step ("I'll check it out", "we will handle the rest") asks nothing of
+# the desk: beside thanks or a closing it is neither a request nor content. A step that needs
+# something ("I will need a taxi") is a request, and signals have vetoed the sentence already;
+# a longer one names what it acts on ("I'll listen to that song") and may be a choice.
+_OWN_STEP = re.compile(
+    r"^[\s\ue000-\ue0ff]*(?:(?:so|then|well|and|now) )?(?:i|we) "
+    r"(?:will|shall|am going to|are going to|(?:think|guess) (?:i|we) will)"
+    r"(?: (?:just|probably|definitely|then|now))? "
+    r"(?!(?:need|want|require|have to|be needing|be wanting|also)(?![a-z]))[a-z]+(?: [a-z]+){0,2}"
+    r"[\s.!\ue000-\ue0ff]*$"
+)
+
+
 def _clause_content(clause: str, latin_names: frozenset[str]) -> tuple[list[str], bool]:
     """Content left in a clause after markers and filler; flag: content in an unknown script."""
     rest = FILLER_CJK.sub(" ", clause)
@@ -495,7 +509,7 @@ def detect(reply: str, sender: str = "") -> AckResult:
         content, other = _clause_content(clause, latin_names)
         if (marks - WEAK) and (not content or _thanks_at_edge(clause)):
             full += 1  # a clause led or closed by thanks is gratitude as a whole
-        elif content and _evaluation(clause, marks, content):
+        elif content and (_evaluation(clause, marks, content) or _OWN_STEP.match(clause)):
             continue
         elif content:
             soft += not marks
@@ -507,9 +521,9 @@ def detect(reply: str, sender: str = "") -> AckResult:
         if language(text) == "other":
             return AckResult(False, 0.0, ("script not covered by the lexicons: reopen",), cats)
         return AckResult(False, 0.0, ("no acknowledgement vocabulary",), cats)
-    if "affirm" in cats and not cats & LICENSING:
+    if "affirm" in cats and not cats & (LICENSING | {"gratitude"}):
         return AckResult(False, 0.0, ("affirmative answer may confirm a pending action",), cats)
-    label = "gratitude" if cats <= {"thanks", "greeting"} else "acknowledgement"
+    label = "gratitude" if cats <= {"thanks", "gratitude", "greeting"} else "acknowledgement"
     if not soft and not partial:
         conf = 0.97 if cats - {"ok", "greeting"} else 0.93
         return AckResult(True, conf, (f"only {label} after quote stripping: {shown!r}",), cats)

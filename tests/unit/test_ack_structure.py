@@ -32,3 +32,56 @@ def test_a_closing_does_not_hide_what_follows_it(text: str) -> None:
 @pytest.mark.parametrize("text", CLOSINGS_KEEP_THEIR_ENDINGS)
 def test_closings_with_their_endings_still_acknowledge(text: str) -> None:
     assert detect(text).is_ack
+
+
+# Thanks for the help, the time or the assistance thanks for what was done: beside it a "yes"
+# answers the closing question. A bare thanks beside a "yes" may confirm an offer, and thanks
+# for the help tolerates no answer beside it.
+@pytest.mark.parametrize(
+    ("text", "is_ack"),
+    [
+        ("Yes. Thanks for all your help!", True),
+        ("Yeah, that works for me. Thanks for the help.", True),
+        ("Sure, thank you for your kind assistance.", True),
+        ("Yes, thanks.", False),
+        ("Yes please, thanks for your help", False),
+        ("The red one. Thanks for your help", False),
+        ("Tomorrow morning, thank you so much for your help.", False),
+    ],
+)
+def test_gratitude_for_the_help(text: str, is_ack: bool) -> None:
+    assert detect(text).is_ack is is_ack
+
+
+# A closing is a grammar, not a phrase: negation + need + any + other + help; the help
+# covered or taken care of, whatever it is called.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "No, I don't need any other help. You took care of it all. Thanks. Bye.",
+        "We do not need any additional assistance, thank you.",
+        "I think we have everything covered now. Thank you.",
+        "That actually takes care of my needs, thanks for your help.",
+        "You have handled all of my requests. Thanks!",
+    ],
+)
+def test_closing_grammar(text: str) -> None:
+    assert detect(text).is_ack
+
+
+# The customer's own short next step asks nothing of the desk; a step that needs something,
+# or one that names a new object, may be a request or a choice.
+@pytest.mark.parametrize(
+    ("text", "is_ack"),
+    [
+        ("Thanks. I will check it out.", True),
+        ("Great, thanks. I'll handle the rest, you've been very helpful today.", True),
+        ("Thank you! We'll try that.", True),
+        ("Thanks. I will also need a taxi.", False),
+        ("Thanks. I'll need a refund.", False),
+        ("Thanks. Now, we will book the car that you have found for me.", False),
+        ("Thanks. I will not be able to log in.", False),
+    ],
+)
+def test_own_next_step(text: str, is_ack: bool) -> None:
+    assert detect(text).is_ack is is_ack
