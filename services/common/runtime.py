@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import json
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,6 +30,16 @@ Lane = Callable[[Msg, Envelope], tuple[str, ...]]  # events sharing a key: in st
 Decoded = Envelope | msgspec.MsgspecError  # an undecodable event is parked, not retried
 Run = Callable[[Msg, Decoded], Awaitable[None]]
 HANDLER_TIMEOUT = 120.0  # seconds; a hung handler counts as a failed attempt
+_APPENDED_AFTER: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "appended_after", default=None)
+
+
+def appended_after() -> int | None:
+    """Inside a handler: the subject sequence the delivered event was appended after (the
+    expected-sequence header `append` writes), None when it carries none. With it a
+    consumer can extend its cached ticket without reading it (`JetStreamEventStore
+    .delivered`)."""
+    return _APPENDED_AFTER.get()
 LAG_EVERY = 5.0  # seconds between refreshes of a consumer's lag gauges
 
 
@@ -206,6 +217,8 @@ async def _handle(js: JetStreamContext, ns: str, durable: str, handler: Handler,
     kind = metrics.short(env.type)
     with structlog.contextvars.bound_contextvars(event_id=env.id, seq=seq), trace.continuing(
             env.traceparent):
+        value = (msg.headers or {}).get("Nats-Expected-Last-Subject-Sequence", "")
+        _APPENDED_AFTER.set(int(value) if value.isdigit() else None)
         try:
             await asyncio.wait_for(handler(seq, env), HANDLER_TIMEOUT)
         except parking.Later as later:

@@ -106,11 +106,12 @@ class Decides:
 
     async def decide(
         self, ticket_id: str, decider: Callable[[Ticket], Sequence[tuple[Event, str]]],
-        attempts: int = 50,
+        attempts: int = 50, first: Ticket | None = None,
     ) -> list[Event]:
-        """Load, decide, append; on a conflict decide again against fresh state."""
+        """Load, decide, append; on a conflict decide again against fresh state. `first`: a
+        state already read, tried before any load (the append checks it is current)."""
         for _ in range(attempts):
-            ticket = await self.load(ticket_id)
+            ticket, first = first or await self.load(ticket_id), None
             items = decider(ticket)
             if not items:
                 return []
@@ -290,6 +291,27 @@ class JetStreamEventStore(Decides):
             events = await self._after(self.ticket_subject(ticket_id), after, last)
         ticket = fold(base or ticket_id, events)
         self._remember(ticket, last_id)
+        return ticket.copy()
+
+    def delivered(self, ticket_id: str, seq: int, env: Envelope, appended_after: int | None
+                  ) -> Ticket | None:
+        """The ticket as of an event a consumer delivered, without a round trip: when the
+        cached state is the one the event was appended after (its expected-sequence header;
+        0: the event opened the subject), the event extends it. None when the cache cannot
+        say (then `load`). A consumer that passes every event of a ticket here keeps it."""
+        cached = self._cache.get(ticket_id)
+        if cached is not None and cached[0].version == seq and cached[1] == env.id:
+            return cached[0].copy()
+        if appended_after is None:
+            return None
+        if cached is not None and cached[0].version == appended_after:
+            base = cached[0]
+        elif appended_after == 0:
+            base = Ticket(ticket_id=ticket_id)
+        else:
+            return None
+        ticket = fold(base, [(seq, env)])
+        self._remember(ticket, env.id)
         return ticket.copy()
 
     async def append(

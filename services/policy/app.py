@@ -19,7 +19,7 @@ from tidydesk.common.events import (
     TicketReopened,
     TicketSplit,
 )
-from tidydesk.common.runtime import consume, open_bus
+from tidydesk.common.runtime import appended_after, consume, open_bus
 from tidydesk.common.settings import Settings
 from tidydesk.common.store import (
     JetStreamEventStore,
@@ -76,12 +76,17 @@ class PolicyService:
         self.index = KvIndex(js, self.ns)
 
     async def handle(self, seq: int, env: Envelope) -> None:
+        # every ticket event extends the cached ticket: a follow-up is then decided without
+        # reading the ticket, and the decision's append checks the state is still current
+        ticket_id = getattr(env.data, "ticket_id", None)
+        known = self.store.delivered(ticket_id, seq, env, appended_after()) if isinstance(
+            ticket_id, str) and env.subject == ticket_id else None
         if not isinstance(env.data, MessageThreaded):
             return
         m = env.data
         with structlog.contextvars.bound_contextvars(ticket_id=m.ticket_id,
                                                      message_id=m.message_id):
-            ticket = await self.store.load(m.ticket_id)
+            ticket = known or await self.store.load(m.ticket_id)
             if m.message_id not in ticket.followups or m.message_id in ticket.decided:
                 return  # a message to an open ticket needs no decision
             config = await load_config(self.js, self.ns)  # read per message: no restarts
@@ -107,7 +112,7 @@ class PolicyService:
                     ), f"shadow:{m.message_id}"))
                 return items
 
-            await self.store.decide(m.ticket_id, record)
+            await self.store.decide(m.ticket_id, record, first=ticket)
             metrics.DECISIONS.labels(decision.policy, decision.verdict,
                                      language_code(m.reply) or "other").inc()
             log.info("followup_decided", verdict=decision.verdict, policy=decision.policy,

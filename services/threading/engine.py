@@ -475,7 +475,8 @@ class Threader:
         return tuple(sorted({a.lower() for a in (*msg.to, *msg.cc)} - known - {""}))
 
     async def _remember_open(self, sender: str, ticket_id: str) -> None:
-        await conversation.remember_open(self.index, sender, ticket_id)
+        await conversation.remember_open(self.index, sender, ticket_id,
+                                         organisation=self.options.same_domain)
 
 
 def _age(at: datetime) -> float:

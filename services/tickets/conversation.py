@@ -96,12 +96,15 @@ def unheld(held: MessageHeld, ticket_id: str, method: str, why: str) -> MessageT
     return MessageThreaded(**fields)
 
 
-async def remember_open(index: Index, sender: str, ticket_id: str) -> None:
-    """Keep the requester's (and organisation's) latest tickets for content matching."""
+async def remember_open(index: Index, sender: str, ticket_id: str, organisation: bool = True
+                        ) -> None:
+    """Keep the requester's latest tickets for content matching, and with `organisation`
+    the sender's domain's too (read only by threading's same_domain; a hot key otherwise:
+    every new ticket from gmail.com would write one)."""
     def add(value: str | None) -> str:
         ids = msgspec.json.decode(value or "[]", type=list[str])
         ids = [*ids[-19:], ticket_id] if ticket_id not in ids else ids
         return msgspec.json.encode(ids).decode()
 
-    for key in (f"q:{sender}", f"q:@{tenant(sender)}"):
+    for key in (f"q:{sender}", *([f"q:@{tenant(sender)}"] if organisation else [])):
         await index.update(key, add)  # two mails of one sender at once: keep both

@@ -198,3 +198,28 @@ async def test_events_without_an_expected_sequence_header_load_in_full(nc: Clien
         await nc.jetstream().publish(store.ticket_subject("t"), encode(envelope(
             e, subject="t", key=key)))
     assert await store.load("t") == await reference(store, "t")
+
+
+async def test_delivered_events_extend_the_cache_without_a_read(nc: Client, ns: str) -> None:
+    """A consumer that passes every event of a ticket to `delivered` has it as a plain fold
+    has it; an event whose predecessor it missed gives None (the caller loads)."""
+    writer = JetStreamEventStore(nc.jetstream(), ns)
+    await write(writer, "t", 0, 6)
+    reader = JetStreamEventStore(nc.jetstream(), ns)
+    subject, seq, states = reader.ticket_subject("t"), 1, []
+    while True:
+        try:
+            msg = await reader.js.get_msg(reader.stream, seq=seq, subject=subject, next=True)
+        except NotFoundError:
+            break
+        assert msg.seq is not None and msg.data is not None
+        after = int((msg.headers or {})["Nats-Expected-Last-Subject-Sequence"])
+        states.append(reader.delivered("t", msg.seq, decode(msg.data), after))
+        seq = msg.seq + 1
+    assert len(states) == 6 and None not in states
+    assert states[-1] == await reference(writer, "t")
+    late = JetStreamEventStore(nc.jetstream(), ns)  # joined after the first events
+    last = await late.js.get_msg(late.stream, subject=subject)
+    assert last.seq is not None and last.data is not None
+    prior = int((last.headers or {})["Nats-Expected-Last-Subject-Sequence"])
+    assert late.delivered("t", last.seq, decode(last.data), prior) is None

@@ -135,6 +135,22 @@ async def test_fresh_mail_about_the_open_issue_joins_by_content() -> None:
     assert other.ticket_id != first.ticket_id and other.method == "new"
 
 
+@pytest.mark.parametrize("same_domain", [False, True])
+async def test_a_colleagues_chaser_joins_by_content_only_with_same_domain(
+        same_domain: bool) -> None:
+    t = threader(same_domain=same_domain)
+    first = await t.thread(msg("d1", sender="ann@acme.example",
+                               subject="Order 5521-A arrived damaged",
+                               reply="Order 5521-A arrived with a cracked screen."), NOW)
+    chaser = await t.thread(msg("d2", sender="bob@acme.example",
+                                subject="Still waiting about our order",
+                                reply="We still have no answer about order 5521-A with the "
+                                      "cracked screen."), NOW + timedelta(days=2))
+    assert first and chaser
+    assert (chaser.ticket_id == first.ticket_id) is same_domain
+    assert (await t.index.get("q:@acme.example") is not None) is same_domain
+
+
 async def test_solved_tickets_are_not_joined_by_content() -> None:
     t = threader()
     first = await t.thread(msg("s1", reply="Order 77-B arrived damaged."), NOW)
