@@ -94,7 +94,7 @@ FILLER_CJK = re.compile(
     r"本当に|誠に|大変|どうも|とても|いつも|早速|色々|いろいろ|丁寧な|ご丁寧に|ご対応|ご連絡|ご返信|"
     r"です|ます|でした|ました|ございます|ございました|いただき|頂き|して|くれて|の|は|が|を|に|"
     r"も|で|と|ね|よ|わ|ー|"
-    r"非常|十分|特别|真是|真的|太|很|了|的|啊|呀|哈|吧|啦|你们|您们|你|您|我|我们|亲爱的|亲|都|也|哦|"
+    r"非常|十分|特别|真是|真的|太|很|了|的|啊|呀|哈|吧|啦|哇塞|哇|你们|您们|你|您|我|我们|亲爱的|亲|都|也|哦|"
     r"嗯)"
 )
 
@@ -424,6 +424,13 @@ _OWN_STEP = re.compile(
 )
 
 
+# A Chinese evaluation: a degree adverb before its predicate ("很近", "太惨了", "好多好吃的") or
+# an exclamatory particle closing it. "订单号我忘了" (an event) and "换一个吧" (a proposal) are not.
+_REMARK_ZH = re.compile(
+    r"(?:很|挺|真|太|非常|特别|蛮|超|这么|那么|多么|好(?=[^\s,.!。]))\S|[啊呀哇嘛]\s*[.!。~]*\s*$"
+)
+
+
 def _clause_content(clause: str, latin_names: frozenset[str]) -> tuple[list[str], bool]:
     """Content left in a clause after markers and filler; flag: content in an unknown script."""
     rest = FILLER_CJK.sub(" ", clause)
@@ -503,15 +510,19 @@ def detect(reply: str, sender: str = "") -> AckResult:
     full = soft = partial = 0
     other_script = False
     leftovers: list[str] = []
+    closing_thanks = False
+    remarks = True  # every clause with content is an evaluation (Chinese)
     for clause in clauses:
         marks = {CAT_OF[c] for c in clause if c in CAT_OF}
         categories |= marks
         content, other = _clause_content(clause, latin_names)
+        closing_thanks |= "thanks" in marks and not content
         if (marks - WEAK) and (not content or _thanks_at_edge(clause)):
             full += 1  # a clause led or closed by thanks is gratitude as a whole
         elif content and (_evaluation(clause, marks, content) or _OWN_STEP.match(clause)):
             continue
         elif content:
+            remarks &= bool(_REMARK_ZH.search(clause))
             soft += not marks
             partial += bool(marks)
             other_script |= other
@@ -527,7 +538,14 @@ def detect(reply: str, sender: str = "") -> AckResult:
     if not soft and not partial:
         conf = 0.97 if cats - {"ok", "greeting"} else 0.93
         return AckResult(True, conf, (f"only {label} after quote stripping: {shown!r}",), cats)
-    if cats & LICENSING and not other_script and soft <= max(2, full) and _short(leftovers, text):
+    # In Chinese a clause of thanks beside evaluations ("这两个地方离得很近，谢谢你啊！") closes
+    # the exchange: a request would carry its own signal (请, 吗, 想, 要, 帮我查), an event or a
+    # proposal ("订单号我忘了", "换一个吧") is no evaluation. English and Korean/Japanese answers
+    # end on thanks too ("In Napa, thanks", "그렇게 할게요 감사합니다"): there a bare thanks
+    # licenses nothing.
+    closing_thanks &= remarks and bool(_CJK_CHAR.search(text)) and not _KANA_HANGUL.search(text)
+    if ((cats & LICENSING or closing_thanks) and not other_script and soft <= max(2, full)
+            and _short(leftovers, text)):
         extra = " ".join(leftovers)[:40]
         return AckResult(
             True,

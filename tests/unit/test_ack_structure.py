@@ -85,3 +85,25 @@ def test_closing_grammar(text: str) -> None:
 )
 def test_own_next_step(text: str, is_ack: bool) -> None:
     assert detect(text).is_ack is is_ack
+
+
+# Chinese: thanks beside evaluations closes the exchange; beside an event, a proposal or a
+# request it does not. "But thanks anyway" (不过还是谢谢) drops its contrast as in English.
+@pytest.mark.parametrize(
+    ("text", "is_ack"),
+    [
+        ("这两个地方离得很近，谢谢你啊！", True),
+        ("哇塞，好多好吃的地方啊，太感谢了！", True),
+        ("真是太惨了，哈哈，不过还是谢谢你呢！", True),
+        ("好吧，那我们再考虑考虑吧，谢谢。", True),
+        ("清楚了，还可以接受，谢谢你的答复。", True),
+        ("那还行，谢谢你啊！", True),
+        ("订单号我忘了，谢谢", False),
+        ("换一个吧，谢谢你啊", False),
+        ("不过还是没到，谢谢", False),
+        ("很好，请帮我查一下订单，谢谢", False),
+        ("真好，多谢你。对了，我刚才忘了问那家店的人均消费了。", False),
+    ],
+)
+def test_chinese_thanks_beside_evaluations(text: str, is_ack: bool) -> None:
+    assert detect(text).is_ack is is_ack
