@@ -164,6 +164,25 @@ def test_giving_what_the_agent_asked_for_is_an_answer() -> None:
     assert not topic.compare("I need to go to the hotel.", asked_where).answered
 
 
+def test_a_follow_up_about_the_thing_discussed_is_no_new_topic() -> None:
+    text = topic.ticket_text("", [
+        ("customer", "I'm looking for a seafood restaurant in the centre."),
+        ("agent", "The Fishbone Grill on Mill Road serves seafood in the centre."),
+    ])
+    attribute = topic.compare("Can you give me the postcode and the phone number?", text)
+    booking = topic.compare("Please reserve a table for 6 people on Friday at 19:00.", text)
+    other = topic.compare("Could you find me something cheaper instead?", text)
+    assert attribute.definite_attribute and booking.booking and other.alternative
+    for ev in (attribute, booking, other):
+        assert not topic.is_new_topic(ev, 2.0), ev
+    new = topic.compare("I need a train to London on Saturday morning.", text)
+    assert not (new.definite_attribute or new.booking or new.alternative)
+    assert topic.is_new_topic(new, 2.0)
+    # a new matter brings its own thing: "my billing address" is no attribute of the ticket's
+    assert not topic.compare("How do I change my billing address?", text).definite_attribute
+    assert not topic.compare("Can I book a demo of the app?", text).booking  # no party size
+
+
 def _tiage_f1() -> float:
     policy, tp, fp, fn = ContentAware(), 0, 0, 0
     for line in TIAGE.read_text(encoding="utf-8").splitlines():
@@ -184,7 +203,7 @@ def _tiage_f1() -> float:
 
 
 def test_tiage_test_set_new_topic_f1() -> None:
-    # measured 0.211 (eval/topics.py, 20 days after close): persona chit-chat drifts without a
+    # measured 0.221 (eval/topics.py, 20 days after close): persona chit-chat drifts without a
     # new request, which the stitched-fitted score no longer calls new (0.451 before it)
     assert _tiage_f1() >= 0.19
 
@@ -212,7 +231,7 @@ def _stitched_held_out() -> tuple[float, float]:
 
 
 def test_stitched_held_out_shift_recall_and_continuation_split_rate() -> None:
-    # measured 0.754 / 0.058 (eval/topic_shift.py, held-out part "all", 2 days after close)
+    # measured 0.763 / 0.051 (eval/topic_shift.py, held-out part "all", 2 days after close)
     recall, continuation = _stitched_held_out()
-    assert recall >= 0.72
-    assert continuation <= 0.075
+    assert recall >= 0.74
+    assert continuation <= 0.065
