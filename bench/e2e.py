@@ -59,7 +59,7 @@ from bench._common import (
     table,
 )
 from bench.pipeline import Mail, pg_ceiling, workload
-from tidydesk.common import db
+from tidydesk.common import db, runtime
 from tidydesk.common import store as store_module
 from tidydesk.common.events import Envelope, MessageThreaded, TicketOpened, decode
 from tidydesk.common.settings import Settings
@@ -300,6 +300,12 @@ async def phase(name: str, srv: Servers, pool: asyncpg.Pool, home: Path, port: i
     return Phase(name, len(mails), flow, time.perf_counter() - t0, trips)
 
 
+def _loop() -> str:
+    """The event loop the service processes run (see tidydesk.common.runtime)."""
+    name = Settings.from_env().loop
+    return "uvloop" if runtime.loop_factory(name) else "asyncio"
+
+
 def start_services(home: Path, env: dict[str, str], baseline: bool, workers: int
                    ) -> list[subprocess.Popen[bytes]]:
     """Each service instance in a process of its own, through `--serve` (counting), logs in
@@ -522,7 +528,8 @@ async def bench(args: argparse.Namespace) -> None:
             phases += await pipeline(srv, args, False, deadline, workers)
     print(f"mails: half new tickets, half replies (In-Reply-To) 25 mails later "
           f"(bench.pipeline.workload); services ingest, threading, policy (x workers), queue "
-          f"as processes; {time.monotonic() - began:.0f} s\n")
+          f"as processes, event loop {_loop()} (TIDYDESK_LOOP); "
+          f"{time.monotonic() - began:.0f} s\n")
     print(table(("run", "in PostgreSQL", "s", "mails/s", "p50 ms", "p99 ms", "SMTP errors"),
                 [p.row() for p in phases if p.mails]))
     print("\nlatency: from the mail's due time (paced) or SMTP start (saturated) to its "

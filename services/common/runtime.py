@@ -322,4 +322,17 @@ def main(name: str, body: Callable[[Settings], Awaitable[None]]) -> None:
             await probes.close()
         log.info("service_stopped")
 
-    asyncio.run(run())
+    with asyncio.Runner(loop_factory=loop_factory(settings.loop)) as runner:
+        runner.run(run())
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop (libuv: less CPU per socket read and callback than the asyncio
+    loop; `TIDYDESK_LOOP=asyncio python -m bench.e2e` measures the other) when asked
+    for and installed, else asyncio's."""
+    if name == "uvloop":
+        with contextlib.suppress(ImportError):
+            import uvloop
+
+            return uvloop.new_event_loop
+    return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -62,6 +62,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
                                 "comma-separated; empty = none"),
     "TIDYDESK_CONSUMER_CONCURRENCY": ("8", "events a consumer handles at once, one ticket "
                                       "(threading: one requester) at a time; 1 = one by one"),
+    "TIDYDESK_LOOP": ("uvloop", "event loop of the service processes: uvloop (libuv; the "
+                      "asyncio loop where uvloop is not installed) or asyncio"),
     "TIDYDESK_WORKERS": ("0", "instances of ingest, threading and policy `tidydesk up` runs "
                          "(0 = one per core); above 1 the ingest instances share the SMTP "
                          "port (SO_REUSEPORT)"),
@@ -117,6 +119,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ses_topic_arns: str = ""
     consumer_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 8
     workers: Annotated[int, msgspec.Meta(ge=0)] = 0
+    loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     def health_port_of(self, service: str, instance: int = 0) -> int:
         """The port of `service`'s health server: base + its place in SERVICES, + as many

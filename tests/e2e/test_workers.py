@@ -58,7 +58,10 @@ def test_two_workers_share_the_smtp_port_and_restart_one_by_one(tmp_path: Path,
                     smtp.sendmail(f"c{i}@example.com", ["support@acme.example"], raw)
         tickets = up.wait("/tickets?status=all", lambda v: len(v["tickets"]) == 15 and all(
             t["message_count"] == 2 for t in v["tickets"]), within=60)["tickets"]
-        assert sorted(t["subject"] for t in tickets) == sorted(f"Case {i}" for i in range(15))
+        # two threading instances: a reply may be threaded before its parent, and then the
+        # reply opens the ticket (the parent joins it out of order) under its own subject
+        assert sorted(t["subject"].removeprefix("Re: ") for t in tickets) == sorted(
+            f"Case {i}" for i in range(15))
         taken = [_intake_count(_get(f"{health[n]}/metrics").decode())
                  for n in ("ingest-1", "ingest-2")]
         assert min(taken) > 0 and sum(taken) == 30, taken
