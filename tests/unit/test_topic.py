@@ -181,6 +181,18 @@ def test_a_follow_up_about_the_thing_discussed_is_no_new_topic() -> None:
     # a new matter brings its own thing: "my billing address" is no attribute of the ticket's
     assert not topic.compare("How do I change my billing address?", text).definite_attribute
     assert not topic.compare("Can I book a demo of the app?", text).booking  # no party size
+    assert topic.compare("再帮我找一家便宜点的。", text).alternative  # "find me another, cheaper"
+
+
+def test_the_bare_object_of_a_request_is_a_new_thing() -> None:
+    text = topic.ticket_text("", [("customer", "I want to rent a car in Denver."),
+                                  ("agent", "A compact car from Hertz costs $40 a day.")])
+    for reply in ("Can you please book me bus tickets?", "I'm looking for attractions to visit."):
+        ev = topic.compare(reply, text)
+        assert ev.new_referent, reply
+        assert topic.is_new_topic(ev, 2.0), reply
+    for reply in ("Can you book it for Friday?", "I need three.", "Where do I get off?"):
+        assert not topic.compare(reply, text).new_referent, reply
 
 
 def _tiage_f1() -> float:
@@ -203,7 +215,7 @@ def _tiage_f1() -> float:
 
 
 def test_tiage_test_set_new_topic_f1() -> None:
-    # measured 0.221 (eval/topics.py, 20 days after close): persona chit-chat drifts without a
+    # measured 0.219 (eval/topics.py, 20 days after close): persona chit-chat drifts without a
     # new request, which the stitched-fitted score no longer calls new (0.451 before it)
     assert _tiage_f1() >= 0.19
 
@@ -231,7 +243,7 @@ def _stitched_held_out() -> tuple[float, float]:
 
 
 def test_stitched_held_out_shift_recall_and_continuation_split_rate() -> None:
-    # measured 0.763 / 0.051 (eval/topic_shift.py, held-out part "all", 2 days after close)
+    # measured 0.781 / 0.049 (eval/topic_shift.py, held-out part "all", 2 days after close)
     recall, continuation = _stitched_held_out()
-    assert recall >= 0.74
-    assert continuation <= 0.065
+    assert recall >= 0.75
+    assert continuation <= 0.06
