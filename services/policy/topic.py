@@ -6,7 +6,9 @@ new content and of a self-contained new request ("How do I add a second admin us
 what anchors it to the ticket - shared content (above all with the agent's last message, which
 the reply most often answers), a pronoun pointing into it ("their address", "which one"), an
 answer to the agent ("Yes, for 4", "好，", "On the 8th" to "What day?"), a ticket that ends
-asking the customer something.
+asking the customer something, a follow-up about the thing under discussion (an alternative to
+the offer: "other movies", "... instead"; a definite attribute: "the postcode"; a booking of it
+with a party size: "a table for 6 people").
 Explicit markers ("separately", "別件") add to the score, a reference back to the exchange or a
 shared order id rules it out, and short replies ("any update?") never split.
 
