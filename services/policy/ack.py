@@ -431,6 +431,24 @@ _REMARK_ZH = re.compile(
 )
 
 
+# Formulas that open or close an utterance of their own: without punctuation ("No that would
+# be fine Thank you That was all I needed") they are where one clause ends and the next begins.
+_FORMULAS = frozenset({"thanks", "gratitude", "farewell", "closing"})
+_KANA_HANGUL_LATIN = re.compile(r"[a-z\u3040-\u30ff\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]")
+_BEFORE_FORMULA = re.compile("(?=[" + "".join(MARK[c] for c in sorted(_FORMULAS)) + "])")
+
+
+def _segments(clause: str, latin_names: frozenset[str]) -> list[str]:
+    """A clause cut before each formula, unless it is gratitude as a whole ("thanks for X")."""
+    # Unpunctuated Chinese runs a remark into its thanks ("是很高谢谢你哈"): one formula is enough.
+    chinese = bool(_CJK_CHAR.search(clause)) and not _KANA_HANGUL_LATIN.search(clause)
+    formulas = 2 * any(CAT_OF.get(c) in _FORMULAS for c in clause) if chinese else sum(
+        c in CAT_OF for c in clause)
+    if formulas < 2 or not _clause_content(clause, latin_names)[0] or _thanks_at_edge(clause):
+        return [clause]
+    return [part for part in _BEFORE_FORMULA.split(clause) if part.strip()]
+
+
 def _clause_content(clause: str, latin_names: frozenset[str]) -> tuple[list[str], bool]:
     """Content left in a clause after markers and filler; flag: content in an unknown script."""
     rest = FILLER_CJK.sub(" ", clause)
@@ -512,6 +530,7 @@ def detect(reply: str, sender: str = "") -> AckResult:
     leftovers: list[str] = []
     closing_thanks = False
     remarks = True  # every clause with content is an evaluation (Chinese)
+    clauses = [part for clause in clauses for part in _segments(clause, latin_names)]
     for clause in clauses:
         marks = {CAT_OF[c] for c in clause if c in CAT_OF}
         categories |= marks

@@ -107,3 +107,39 @@ def test_own_next_step(text: str, is_ack: bool) -> None:
 )
 def test_chinese_thanks_beside_evaluations(text: str, is_ack: bool) -> None:
     assert detect(text).is_ack is is_ack
+
+
+# A past search for information is over; a present need is a request. An excited "can't wait"
+# is no negation, a bare "No, I don't" may answer "do you see it now?" and stays a reply.
+@pytest.mark.parametrize(
+    ("text", "is_ack"),
+    [
+        ("No, I was just getting the information.", True),
+        ("That sounds like a good choice. Thank you.", True),
+        ("Thanks, I can't wait! And thanks for your help today.", True),
+        ("No, I do not. Thanks.", False),
+        ("No, I didn't.", False),
+        ("I just need the information of the guesthouse.", False),
+        ("I can't wait any longer for the refund. Thanks", False),
+    ],
+)
+def test_past_search_and_excitement(text: str, is_ack: bool) -> None:
+    assert detect(text).is_ack is is_ack
+
+
+# Without punctuation, formulas are where one clause ends and the next begins.
+@pytest.mark.parametrize(
+    ("text", "is_ack"),
+    [
+        ("No that would be fine Thank you That was all I needed for today", True),
+        ("No that is all I will be needing Thanks so much Bye", True),
+        ("没有了谢谢", True),
+        ("没有了非常感谢你", True),
+        ("是很高谢谢你哈", True),
+        ("包裹没有了谢谢", False),
+        ("订单号我忘了谢谢", False),
+    ],
+)
+def test_unpunctuated_formulas(text: str, is_ack: bool) -> None:
+    assert detect(text).is_ack is is_ack
+
