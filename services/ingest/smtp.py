@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 import ssl
 import warnings
 from collections.abc import Mapping
@@ -118,6 +119,11 @@ class IntakeHandler:
         return f"250 2.0.0 Ok: {'queued' if new else 'already had'} {event.digest[:16]}"
 
 
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_PATH = re.compile(  # <local@domain> and its parameters: (address, local part, rest)
+    rf"[ \t]*<(({_ATEXT}(?:\.{_ATEXT})*)@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>([^()\"\\]*)")
+
+
 class LongLineSMTP(SMTP):
     """aiosmtpd's SMTP taking mail lines over 1,000 octets, as sent (RFC 5321 4.5.3.1.6
     lets a server accept them; aiosmtpd answers 500, and the sender bounces the mail).
@@ -128,6 +134,15 @@ class LongLineSMTP(SMTP):
     def __init__(self, handler: Any, *, line_limit: int, **options: Any) -> None:
         self.line_length_limit = max(line_limit, SMTP.line_length_limit)
         super().__init__(handler, **options)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """MAIL FROM / RCPT TO path: a plain `<dot-atom@domain>` is read by one regex;
+        anything else (quotes, comments, literals, the null path) by aiosmtpd's RFC 5322
+        parser, which costs ~0.2 ms a call (a fifth of ingest's own CPU per mail)."""
+        plain = _PLAIN_PATH.fullmatch(arg)
+        if plain is None or (self.local_part_limit and len(plain[2]) > self.local_part_limit):
+            return super()._getaddr(arg)
+        return plain[1], plain[3].lstrip(" \t")
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:

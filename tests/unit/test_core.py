@@ -82,3 +82,22 @@ def test_settings_defaults_and_validation() -> None:
     with pytest.raises(msgspec.ValidationError):
         Settings.from_env({"TIDYDESK_SMTP_PORT": "many"})
     assert all(name.startswith("TIDYDESK_") for name in SETTINGS)
+
+
+def test_trace_ids_are_valid_unique_and_fresh_in_a_forked_child() -> None:
+    import os
+
+    from tidydesk.common import trace
+
+    ids = {trace.new() for _ in range(2000)}
+    assert len(ids) == 2000 and all(trace.parse(t) for t in ids)
+    parent = trace.new()
+    spans = {trace.child(parent) for _ in range(2000)}
+    assert len(spans) == 2000 and all(trace.trace_id(s) == trace.trace_id(parent) for s in spans)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child's next id must not repeat the parent's
+        os.write(write, trace.new().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 100).decode() != trace.new()
