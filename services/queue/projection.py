@@ -16,8 +16,9 @@ from typing import Any
 import asyncpg
 import msgspec
 import structlog
-from nats.errors import TimeoutError as NatsTimeout
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
+from nats.js.errors import APIError
 
 from tidydesk.common import db, metrics, parking
 from tidydesk.common.events import (
@@ -45,7 +46,6 @@ from tidydesk.common.events import (
     TicketUntagged,
     decode,
 )
-from tidydesk.common.runtime import stop_if_cancelled
 from tidydesk.text.script import language_code
 from tidydesk.tickets.mailbox import tenant
 
@@ -443,32 +443,14 @@ class Projector:
             await parking.park(self.js, self.ns, self.name, seq, data, error, 1)
 
     async def _read(self, start: int, end: int | None) -> AsyncGenerator[Batch, None]:
-        """The stream from `start` in batches; with `end`, until past it or a quiet second."""
-        sub = await self.js.pull_subscribe(
-            "", stream=self.stream,
-            config=api.ConsumerConfig(
-                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
-                ack_policy=api.AckPolicy.NONE, inactive_threshold=60.0,
-            ),
-        )
-        try:
-            while True:
-                try:
-                    msgs = await sub.fetch(self.batch, timeout=1.0)
-                except (TimeoutError, NatsTimeout):
-                    stop_if_cancelled()
-                    if end is not None:
-                        return
-                    continue
-                if not msgs:  # a fetch may return nothing before its timeout
-                    continue
+        """The stream from `start` in batches; with `end`, until past it or nothing more."""
+        async with _Pull(self.js, self.stream, start, self.batch, live=end is None) as pull:
+            while batch := await pull.next():
                 # the projection's lag: events after this batch (the server's count)
-                metrics.PENDING.labels(self.name).set(msgs[-1].metadata.num_pending)
-                yield [(m.metadata.sequence.stream, m.data) for m in msgs]
-                if end is not None and msgs[-1].metadata.sequence.stream >= end:
+                metrics.PENDING.labels(self.name).set(pull.pending)
+                yield batch
+                if end is not None and batch[-1][0] >= end:
                     return
-        finally:
-            await sub.unsubscribe()
 
     async def _last_seq(self) -> int:
         return int((await self.js.stream_info(self.stream)).state.last_seq)
@@ -482,7 +464,7 @@ class Projector:
             if end is not None and done >= end:
                 return done
             try:
-                async with aclosing(_ahead(self._read(done + 1, end))) as batches:
+                async with aclosing(self._read(done + 1, end)) as batches:
                     async for msgs in batches:
                         async with self.pool.acquire() as conn, conn.transaction():
                             done = await self.apply_batch(conn, msgs, done)
@@ -512,22 +494,85 @@ class Projector:
         return done
 
 
-async def _ahead(batches: AsyncGenerator[Batch, None]) -> AsyncGenerator[Batch, None]:
-    """`batches` read one ahead, so that fetching the next overlaps applying this one."""
-    async with aclosing(batches):
-        ahead = asyncio.ensure_future(anext(batches))
-        try:
-            while True:
-                try:
-                    msgs = await ahead
-                except StopAsyncIteration:
-                    return
-                ahead = asyncio.ensure_future(anext(batches))
-                yield msgs
-        finally:
-            if ahead.cancel():  # the read in flight ends before `batches` is closed
-                with suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await ahead
+class _Pull:
+    """A pull consumer whose messages land in a buffer as they arrive, while a batch is applied.
+
+    One pull request is out at a time, for two batches, and the next goes out once the buffer
+    holds less than a batch: reading runs ahead of applying, by two batches at most. Through
+    a subscription callback a message costs a list append, not the task per message that
+    `fetch` spends on its `wait_for`. Live, a request lingers for `EXPIRES` seconds; otherwise
+    it takes what is stored (`no_wait`), and a request that ends short is the end.
+    """
+
+    EXPIRES = 1.0
+
+    def __init__(self, js: JetStreamContext, stream: str, start: int, batch: int, *,
+                 live: bool) -> None:
+        self.js, self.stream, self.start, self.batch, self.live = js, stream, start, batch, live
+        # what nats.py's pull subscription uses too: the context's connection and API prefix
+        self.nc, self.api = js._nc, js._prefix
+        self.buffer: Batch = []
+        self.pending = 0  # the server's count of messages after the last one delivered
+        self.arrived = asyncio.Event()
+        self.asked = 0  # messages the request out may still deliver; 0: none is out
+        self.ended = False  # not live: a request ended short, nothing more is stored
+        self.failed: BaseException | None = None
+        ask: dict[str, int | bool] = {"batch": 2 * batch}
+        if live:
+            ask["expires"] = int(self.EXPIRES * 1e9)
+        else:  # without `expires`: the server would let it linger
+            ask["no_wait"] = True
+        self.request = _json.encode(ask)
+
+    async def __aenter__(self) -> _Pull:
+        info = await self.js.add_consumer(self.stream, config=api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.start,
+            ack_policy=api.AckPolicy.NONE, inactive_threshold=60.0))
+        self.consumer = str(info.name)
+        self.subject = f"{self.api}.CONSUMER.MSG.NEXT.{self.stream}.{self.consumer}"
+        self.inbox = self.nc.new_inbox()
+        self.sub = await self.nc.subscribe(self.inbox, cb=self._arrived)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        with suppress(Exception):  # if not, the consumer goes once inactive
+            await self.sub.unsubscribe()
+            await self.js.delete_consumer(self.stream, self.consumer)
+
+    async def _arrived(self, msg: Msg) -> None:
+        if status := msg.headers and msg.headers.get(api.Header.STATUS):
+            if status not in (api.StatusCode.NO_MESSAGES, api.StatusCode.REQUEST_TIMEOUT,
+                              api.StatusCode.CONFLICT):
+                self.failed = APIError.from_msg(msg)
+            self.asked = 0  # the request ended short: expired, or nothing more is stored
+            self.ended = not self.live
+        else:
+            meta = msg.metadata
+            self.buffer.append((meta.sequence.stream, msg.data))
+            self.pending = meta.num_pending
+            self.asked = max(self.asked - 1, 0)
+        self.arrived.set()
+
+    async def next(self) -> Batch:
+        """The next batch, at most `batch` events; empty (not live): nothing more is stored."""
+        while True:
+            if self.failed is not None:
+                raise self.failed
+            if not self.asked and not self.ended and len(self.buffer) < self.batch:
+                self.asked = 2 * self.batch
+                await self.nc.publish(self.subject, self.request, reply=self.inbox)
+            if self.buffer:
+                batch, self.buffer = self.buffer[:self.batch], self.buffer[self.batch:]
+                return batch
+            if self.ended:
+                return []
+            self.arrived.clear()
+            try:
+                async with asyncio.timeout(2 * self.EXPIRES):
+                    await self.arrived.wait()
+            except TimeoutError:  # a request lost with a reconnect never ends: ask again
+                self.asked = 0
+                self.ended = not self.live
 
 
 class Rebuilt(msgspec.Struct, frozen=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from functools import partial
 
 import asyncpg
 from nats.aio.client import Client
@@ -134,3 +135,35 @@ def test_poison_is_data_and_transient_is_the_server() -> None:
                       pg.TooManyConnectionsError("full"), ConnectionResetError(),
                       pg.InvalidCachedStatementError("plan")):
         assert not is_poison(transient), transient
+
+
+async def test_the_live_projector_applies_what_arrives_while_it_waits(
+        nc: Client, pool: asyncpg.Pool, ns: str) -> None:
+    js = nc.jetstream()
+    for i in range(10):
+        await publish(js, ns, received(f"before{i}"), f"before{i}")
+    projector = Projector(js, pool, ns, batch=4)  # the backlog takes several batches
+    task = asyncio.create_task(projector.run())
+    try:
+        async def count() -> int | None:
+            n = int(await pool.fetchval("SELECT count(*) FROM messages"))
+            return n if n == 10 else None
+
+        async def projected(message_id: str) -> bool:
+            return bool(await pool.fetchval("SELECT 1 FROM messages WHERE message_id = $1",
+                                            message_id))
+
+        await eventually(count)
+        for i in range(9):  # one at a time into a waiting pull, then a burst
+            last = await publish(js, ns, received(f"after{i}"), f"after{i}")
+            if i < 3:
+                await eventually(partial(projected, f"after{i}"))
+
+        async def caught_up() -> int | None:
+            return await projector.checkpoint() == last or None
+
+        await eventually(caught_up)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert await pool.fetchval("SELECT count(*) FROM messages") == 19
