@@ -143,3 +143,25 @@ def test_past_search_and_excitement(text: str, is_ack: bool) -> None:
 def test_unpunctuated_formulas(text: str, is_ack: bool) -> None:
     assert detect(text).is_ack is is_ack
 
+
+# "Nothing" closes as an elliptic answer, never as the subject of a verb: "Nothing works",
+# "Nothing arrived, thanks" and "nothing else helped" report what happened.
+@pytest.mark.parametrize(
+    ("text", "is_ack"),
+    [
+        ("No, nothing.", True),
+        ("Okay, nothing for now. Thanks", True),
+        ("Nothing else, thanks", True),
+        ("There is nothing else I need. Thanks", True),
+        ("Nothing else is needed.", True),
+        ("nothing much, thanks", True),
+        ("Nothing works.", False),
+        ("nothing else helped, thanks", False),
+        ("nothing shows up, thanks", False),
+        ("Nothing arrived, thanks", False),
+        ("Nothing changed. Thanks", False),
+        ("nothing else works, thanks", False),
+    ],
+)
+def test_nothing_as_a_closing(text: str, is_ack: bool) -> None:
+    assert detect(text).is_ack is is_ack
