@@ -295,9 +295,49 @@ def _join_contraction(m: re.Match[str]) -> str:
     return f"{word}'{clitic or bare}"
 
 
+# Contractions typed without the apostrophe ("isnt", "havent", "youve", "thatll"), where the
+# bare form is no other word ("were", "well", "ill" and "its" stay as they are). A negation lost
+# this way hid the problem: "it isnt working thanks" read as "working" + thanks.
+_NO_APOSTROPHE = re.compile(
+    r"\b(?:(is|are|was|were|do|does|did|has|have|had|could|would|should|ca|wo|must|need)nt"
+    r"|(i|you|we|they)(ve)|(you|they|that|it|this)(ll)|(you|they)(re))\b"
+)
+
+
+def _apostrophe(m: re.Match[str]) -> str:
+    if m.group(1):
+        return m.group(1) + "n't"
+    word, clitic = (g for g in m.groups()[1:] if g)
+    return f"{word}'{clitic}"
+
+
+def _slips(word: str) -> set[str]:
+    """Strings one slip of the keyboard away: two letters swapped, one dropped or one doubled."""
+    swapped = {word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in range(len(word) - 1)}
+    dropped = {word[:i] + word[i + 1 :] for i in range(len(word))}
+    doubled = {word[:i] + word[i] + word[i:] for i in range(len(word))}
+    return swapped | dropped | doubled
+
+
+# "thnaks", "tahnk you", "thnak", "thankks": a slip in the thanks itself. Substituted letters are
+# not slips here ("think" is one letter from "thank"), and real words stay ("than", "tanks").
+_THANKS_SLIPS = frozenset(
+    w for w in _slips("thanks") | _slips("thank") if w[:1] == "t" and len(w) >= 4
+) - {"thank", "thanks", "than", "tank", "tanks", "thnk"}  # "thnk" may be "think"
+_WORD = re.compile(r"[a-z]{4,7}")
+
+
+def _thanks_slip(m: re.Match[str]) -> str:
+    word = m.group()
+    return ("thanks" if word.endswith("s") else "thank") if word in _THANKS_SLIPS else word
+
+
 def _expand(sentence: str) -> str:
     if " '" in sentence or " n" in sentence or " s" in sentence or " m" in sentence:
         sentence = _SPLIT_CONTRACTION.sub(_join_contraction, sentence)
+    sentence = _NO_APOSTROPHE.sub(_apostrophe, sentence)
+    if "t" in sentence:
+        sentence = _WORD.sub(_thanks_slip, sentence)
     if "'" in sentence or "thats" in sentence or "dont" in sentence:
         sentence = _CONTRACTION.sub(_contraction, sentence).replace("'", " ")
     if "-" in sentence:

@@ -165,3 +165,24 @@ def test_unpunctuated_formulas(text: str, is_ack: bool) -> None:
 )
 def test_nothing_as_a_closing(text: str, is_ack: bool) -> None:
     assert detect(text).is_ack is is_ack
+
+
+# Typed without the apostrophe, a negation is still a negation; a slip in "thanks" is still
+# thanks, but "think" is not.
+@pytest.mark.parametrize(
+    ("text", "is_ack"),
+    [
+        ("it isnt working thanks", False),
+        ("havent received it thanks", False),
+        ("It doesnt work, thanks", False),
+        ("Youve been very helpful, thanks", True),
+        ("Thatll be all, thanks", True),
+        ("thnaks for your help!", True),
+        ("Tahnk you so much", True),
+        ("Okay, great. Many thanks for your help!", True),
+        ("I thnk the blue one", False),
+        ("tanks are empty", False),
+    ],
+)
+def test_typed_forms(text: str, is_ack: bool) -> None:
+    assert detect(text).is_ack is is_ack
