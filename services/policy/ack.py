@@ -458,7 +458,7 @@ def _evaluation(clause: str, marks: set[str], content: list[str]) -> bool:
 _OWN_STEP = re.compile(
     r"^[\s\ue000-\ue0ff]*(?:(?:so|then|well|and|now) )?(?:i|we) "
     r"(?:will|shall|am going to|are going to|(?:think|guess) (?:i|we) will)"
-    r"(?: (?:just|probably|definitely|then|now))? "
+    r"(?: (?:just|probably|definitely|certainly|then|now|be sure to|make sure to))? "
     r"(?!(?:need|want|require|have to|be needing|be wanting|also)(?![a-z]))[a-z]+(?: [a-z]+){0,2}"
     r"[\s.!\ue000-\ue0ff]*$"
 )

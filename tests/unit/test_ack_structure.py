@@ -186,3 +186,26 @@ def test_nothing_as_a_closing(text: str, is_ack: bool) -> None:
 )
 def test_typed_forms(text: str, is_ack: bool) -> None:
     assert detect(text).is_ack is is_ack
+
+
+# Replies to the agent's own closing wishes, and the common forms of closings: "same to you",
+# "I hope so", "that answers my question", "I'll be sure to check it out", "等不及了" (can't wait).
+@pytest.mark.parametrize(
+    ("text", "is_ack"),
+    [
+        ("Thank you, same to you!", True),
+        ("Thank you, I hope so!", True),
+        ("Thank you, that answers my question.", True),
+        ("Nope, that about covers it. Thanks!", True),
+        ("That's great news, thank you.", True),
+        ("Thanks, I'll be sure to check it out.", True),
+        ("哦了，我都等不及了，谢谢你啊！", True),
+        ("Same error again. Thanks", False),
+        ("It answers my question but the app still crashes", False),
+        ("Please make sure to check it. Thanks", False),
+        ("Sure, thanks", False),
+        ("我等不及了，什么时候发货？", False),
+    ],
+)
+def test_replies_to_closing_wishes(text: str, is_ack: bool) -> None:
+    assert detect(text).is_ack is is_ack
