@@ -198,7 +198,7 @@ def test_typed_forms(text: str, is_ack: bool) -> None:
         ("Thank you, that answers my question.", True),
         ("Nope, that about covers it. Thanks!", True),
         ("That's great news, thank you.", True),
-        ("Thanks, I'll be sure to check it out.", True),
+        ("I'll be sure to check it out. That's all, thanks!", True),
         ("哦了，我都等不及了，谢谢你啊！", True),
         ("Same error again. Thanks", False),
         ("It answers my question but the app still crashes", False),
