@@ -454,12 +454,14 @@ def _evaluation(clause: str, marks: set[str], content: list[str]) -> bool:
 # The customer's own next step ("I'll check it out", "we will handle the rest") asks nothing of
 # the desk: beside thanks or a closing it is neither a request nor content. A step that needs
 # something ("I will need a taxi") is a request, and signals have vetoed the sentence already;
-# a longer one names what it acts on ("I'll listen to that song") and may be a choice.
+# a longer one acts on what was said ("I'll keep that in mind", "I'll give them a call") or names
+# a new object ("I'll listen to that song"), which may be a choice.
 _OWN_STEP = re.compile(
     r"^[\s\ue000-\ue0ff]*(?:(?:so|then|well|and|now) )?(?:i|we) "
     r"(?:will|shall|am going to|are going to|(?:think|guess) (?:i|we) will)"
     r"(?: (?:just|probably|definitely|certainly|then|now|be sure to|make sure to))? "
-    r"(?!(?:need|want|require|have to|be needing|be wanting|also)(?![a-z]))[a-z]+(?: [a-z]+){0,2}"
+    r"(?!(?:need|want|require|have to|be needing|be wanting|also)(?![a-z]))[a-z]+"
+    r"(?:(?: [a-z]+){0,2}| (?:it|that|this|them|those|these)(?: [a-z]+){1,3})"
     r"[\s.!\ue000-\ue0ff]*$"
 )
 

@@ -209,3 +209,27 @@ def test_typed_forms(text: str, is_ack: bool) -> None:
 )
 def test_replies_to_closing_wishes(text: str, is_ack: bool) -> None:
     assert detect(text).is_ack is is_ack
+
+
+# An own step may act on what was said in more words ("keep that in mind"); excitement and a
+# promise to come back are closings; a remark of relief or plenty is no request.
+@pytest.mark.parametrize(
+    ("text", "is_ack"),
+    [
+        ("Thank you, I will keep that in mind.", True),
+        ("Thanks, I'll give them a call.", True),
+        ("Thanks, I can't wait to try it!", True),
+        ("Thank you! I'll be sure to use your service again.", True),
+        ("Thanks, that's a relief.", True),
+        ("That's plenty, thanks!", True),
+        ("That will work perfectly, thank you.", True),
+        ("Thank you so much! You've made my day.", True),
+        ("Enjoy the rest of your day!", True),
+        ("Okay, I'll listen to that song.", False),
+        ("Thanks, I'll keep that in mind, but the charger is missing.", False),
+        ("That's plenty, but I also need a receipt.", False),
+        ("Thanks, I will contact the bank again.", False),
+    ],
+)
+def test_longer_own_steps_and_closing_remarks(text: str, is_ack: bool) -> None:
+    assert detect(text).is_ack is is_ack
