@@ -465,6 +465,12 @@ _OWN_STEP = re.compile(
     r"[\s.!\ue000-\ue0ff]*$"
 )
 
+# The same in Chinese: "我会去看看的", "我们这就过去" (I / we + will / right away + go).
+_OWN_STEP_ZH = re.compile(
+    r"^[\s\ue000-\ue0ff]*(?:那|好)?(?:我|我们)(?:会|就|这就|马上|现在就?|一会儿?|等下|改天|明天)"
+    r"(?:去|过去|来|出发|试试|看看|去看看)(?:的|了|吧|哈)?[\s.!。~\ue000-\ue0ff]*$"
+)
+
 
 # A Chinese evaluation: a degree adverb before its predicate ("很近", "太惨了", "好多好吃的") or
 # an exclamatory particle closing it. "订单号我忘了" (an event) and "换一个吧" (a proposal) are not.
@@ -580,10 +586,11 @@ def detect(reply: str, sender: str = "") -> AckResult:
         closing_thanks |= "thanks" in marks and not content
         if (marks - WEAK) and (not content or _thanks_at_edge(clause)):
             full += 1  # a clause led or closed by thanks is gratitude as a whole
-        elif content and (_evaluation(clause, marks, content) or _OWN_STEP.match(clause)):
+        elif content and (_evaluation(clause, marks, content) or _OWN_STEP.match(clause)
+                          or _OWN_STEP_ZH.match(clause)):
             continue
         elif content:
-            remarks &= bool(_REMARK_ZH.search(clause))
+            remarks &= "positive" in marks or bool(_REMARK_ZH.search(clause))
             soft += not marks
             partial += bool(marks)
             other_script |= other

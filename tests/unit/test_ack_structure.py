@@ -233,3 +233,26 @@ def test_replies_to_closing_wishes(text: str, is_ack: bool) -> None:
 )
 def test_longer_own_steps_and_closing_remarks(text: str, is_ack: bool) -> None:
     assert detect(text).is_ack is is_ack
+
+
+# Chinese closings beyond thanks: wishes (祝你…), "下次再聊", relief (那就放心了), "原来如此",
+# an own step (我会去看看的), a positive evaluation of any subject (这个地方听起来不错).
+@pytest.mark.parametrize(
+    ("text", "is_ack"),
+    [
+        ("好的，谢谢，祝你生活愉快！", True),
+        ("好的，谢谢，下次再聊！", True),
+        ("好的，那我就放心了，谢谢！", True),
+        ("原来如此，谢谢你！", True),
+        ("好的，我会去看看的，谢谢！", True),
+        ("这个地方听起来不错，谢谢！", True),
+        ("谢谢你告诉我这些！", True),
+        ("祝你们早日解决问题", False),
+        ("我会去投诉的，谢谢", False),
+        ("我明天来退货，谢谢", False),
+        ("听起来不错，帮我订一间，谢谢", False),
+        ("原来如此，那怎么退款？", False),
+    ],
+)
+def test_chinese_closings(text: str, is_ack: bool) -> None:
+    assert detect(text).is_ack is is_ack
