@@ -23,6 +23,10 @@ from tidydesk.tickets.mailbox import tenant
 log = structlog.get_logger()
 Accepted = tuple[MessageReceived | MessageRejected, bool]
 REUSED = "Message-ID reused by different content"
+# bytes up to which a mail is parsed on the event loop: a worker thread costs GIL hand-offs
+# that cost more than parsing a typical mail (a few KB, well under a millisecond); the
+# slowest 16 KB found (a header of 1,100 encoded words) parses in ~40 ms
+INLINE_PARSE = 16 * 1024
 
 
 def per_tenant(mailboxes: Sequence[str]) -> list[str]:
@@ -59,10 +63,14 @@ class Intake:
         The mail's events start a trace, or continue `traceparent` (W3C) when it is valid.
         """
         with trace.starting(traceparent):
-            # parsing hostile mail can take CPU seconds: keep the event loop serving
             first, *others = per_tenant(mailboxes) or [""]
-            parsed = await asyncio.to_thread(parse, raw, mailbox=first,
-                                             envelope_from=envelope_from, trusted=self.trusted)
+            if len(raw) <= INLINE_PARSE:
+                parsed = parse(raw, mailbox=first, envelope_from=envelope_from,
+                               trusted=self.trusted)
+            else:  # parsing big hostile mail can take CPU seconds: keep the loop serving
+                parsed = await asyncio.to_thread(parse, raw, mailbox=first,
+                                                 envelope_from=envelope_from,
+                                                 trusted=self.trusted)
             await self.raw.put(raw)  # before the event: an event never names missing bytes
             events = [parsed, *(msgspec.structs.replace(parsed, mailbox=m) for m in others)]
             accepted = [await self._record(event) for event in events]
