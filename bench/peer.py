@@ -13,7 +13,8 @@ Two workloads, each run by both, one after another in this process:
   eventsourcing: threads, as it is synchronous).
 - projection catch-up: the 20,000 events just appended, projected from the start into
   PostgreSQL with the checkpoint in the same transaction. tidydesk: the queue `Projector`
-  (tickets, messages and events tables, batches of 256); eventsourcing: its
+  as `tidydesk up` runs it (tickets, messages and events tables, batches of up to 1,024,
+  every commit durable); eventsourcing: its
   `ProjectionRunner` with a `PostgresTrackingRecorder` view (one ticket row per event and
   the tracking record, one transaction per event, as its documentation shows).
 

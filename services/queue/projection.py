@@ -51,6 +51,7 @@ from tidydesk.tickets.mailbox import tenant
 
 log = structlog.get_logger()
 TABLES = ("tickets", "messages", "rejected", "events", "ticket_tags")
+EVENT_COLUMNS = ("seq", "id", "type", "ticket_id", "time", "data")
 _json = msgspec.json.Encoder()
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 Batch = list[tuple[int, bytes]]
@@ -80,20 +81,22 @@ class CheckpointMoved(Exception):
     """Someone reset the checkpoint (a replay); restart reading from it."""
 
 
-async def apply(conn: Conn, seq: int, env: Envelope, writes: Writes | None = None) -> None:
+async def apply(conn: Conn, seq: int, env: Envelope, writes: Writes | None = None,
+                raw: bytes | None = None) -> None:
     """Apply one event to the projection tables (inside the caller's transaction).
 
-    With `writes`, what can wait is collected there for `Writes.flush`.
+    With `writes`, what can wait is collected there for `Writes.flush`; `raw` is the event as
+    it came off the stream (else `env` is encoded again for its `events` row).
     """
     own = Writes() if writes is None else writes
-    if not await own.add(conn, seq, env):
+    if not await own.add(conn, seq, env, raw):
         await own.flush(conn)  # this event reads or rewrites what came before it
         await _apply_alone(conn, env)
         match env.data:
             case MessageReceived() | MessageRejected() | AutoRecorded():  # no `events` row
                 pass
             case e:
-                own.events(seq, env, e.ticket_id)
+                own.events(seq, env, e.ticket_id, raw)
         await own.flush(conn)
     if writes is None:
         await own.flush(conn)
@@ -173,9 +176,13 @@ class Writes:
     order except where an insert lands on a row that a pending update refers to (the update
     would have missed it) or two updates of one statement hit one message: `add` flushes
     first there. Counts add up and status events fold per ticket, as applied in order.
+
+    `fresh`: every event is past the checkpoint, so no `events` row has its sequence yet and
+    the rows are copied in (COPY) rather than inserted with ON CONFLICT DO NOTHING.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, fresh: bool = False) -> None:
+        self.fresh = fresh
         self._clear()
 
     def _clear(self) -> None:
@@ -190,7 +197,7 @@ class Writes:
         self.rows: list[tuple[int, str, str, str, datetime, str]] = []  # `events`
         self.updated: dict[str, datetime] = {}  # the last event's time wins, as in order
 
-    async def add(self, conn: Conn, seq: int, env: Envelope) -> bool:
+    async def add(self, conn: Conn, seq: int, env: Envelope, raw: bytes | None = None) -> bool:
         """Collect the event's writes (flushing first if order demands); False: not mine."""
         t = env.time
         match env.data:
@@ -240,7 +247,7 @@ class Writes:
                 return False
             case _:  # kudos, notices ...: counted from `events`, the ticket stays as it is
                 pass
-        self.events(seq, env, env.data.ticket_id)
+        self.events(seq, env, env.data.ticket_id, raw)
         return True
 
     async def _inserting(self, conn: Conn, key: str) -> None:
@@ -261,9 +268,10 @@ class Writes:
         self.status[ticket] = (status, keep, at, reopens)
         self.refs.add(ticket)
 
-    def events(self, seq: int, env: Envelope, ticket_id: str) -> None:
+    def events(self, seq: int, env: Envelope, ticket_id: str, raw: bytes | None = None) -> None:
         """Collect what every ticket event ends with: its `events` row, its updated_at."""
-        self.rows.append((seq, env.id, env.type, ticket_id, env.time, _json.encode(env).decode()))
+        self.rows.append((seq, env.id, env.type, ticket_id, env.time,
+                          (_json.encode(env) if raw is None else raw).decode()))
         self.updated[ticket_id] = env.time
 
     async def flush(self, conn: Conn) -> None:
@@ -330,10 +338,12 @@ class Writes:
                 " $8::int[]) AS u(i, at, n, fr, s, keep, sa, r) WHERE id = u.i",
                 tickets, [self.updated.get(i) for i in tickets], *_columns(counts),
                 *_columns(changes))
-        if self.rows:
+        if self.rows and self.fresh:
+            await conn.copy_records_to_table("events", records=self.rows, columns=EVENT_COLUMNS)
+        elif self.rows:  # a parked event applied again may have its row already
             await conn.execute(
                 "INSERT INTO events (seq, id, type, ticket_id, time, data) SELECT s, i, ty, tk,"
-                " tm, d::jsonb FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],"
+                " tm, d::json FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],"
                 " $5::timestamptz[], $6::text[]) AS u(s, i, ty, tk, tm, d) ON CONFLICT DO NOTHING",
                 *_columns(self.rows))
         self._clear()
@@ -357,9 +367,12 @@ class Projector:
     """Reads the event stream from the stored checkpoint and applies it in batches."""
 
     def __init__(self, js: JetStreamContext, pool: asyncpg.Pool, ns: str,
-                 name: str = "queue", batch: int = 256,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 name: str = "queue", batch: int = 1024,
+                 progress: Callable[[int], None] | None = None, *, durable: bool = True) -> None:
         self.js, self.pool, self.ns, self.name, self.batch = js, pool, ns, name, batch
+        # False: a batch's commit does not wait for its WAL flush. Only for a rebuild's build
+        # schema, which a crash discards anyway; the live checkpoint is always durable.
+        self.durable = durable
         self.stream = f"{ns.upper()}_EVENTS"
         self.progress = progress  # called with the checkpoint after every batch
         self.parked: set[int] = set()  # stream sequences this projector gave up on
@@ -386,20 +399,23 @@ class Projector:
                                WRITE_LOCK)
             await apply(conn, seq, env)
 
-    async def apply_batch(self, conn: Conn, msgs: Batch, after: int) -> int:
+    async def apply_batch(self, conn: Conn, msgs: Batch, after: int, *,
+                          bisect: bool = True) -> int:
         """Apply the events past the checkpoint and move it, in the caller's transaction.
 
-        `after` is the checkpoint the caller read from; a lower one now means a reset.
+        `after` is the checkpoint the caller read from; a lower one now means a reset. Without
+        `bisect` a poison event fails the batch (no savepoint to fall back on): the caller
+        then rolls back and applies it again with `bisect`.
         """
         self.applied = []
-        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
-                           WRITE_LOCK)
-        await conn.execute(
-            "INSERT INTO checkpoints VALUES ($1, 0) ON CONFLICT (name) DO NOTHING", self.name
-        )
+        # one round trip: the write lock, then the checkpoint row (made if missing) locked and
+        # read as last committed (what ON CONFLICT DO UPDATE sees, whatever the snapshot)
         done = int(await conn.fetchval(
-            "SELECT seq FROM checkpoints WHERE name = $1 FOR UPDATE", self.name
-        ))
+            "INSERT INTO checkpoints SELECT $1, 0 FROM (SELECT pg_advisory_xact_lock($2,"
+            " hashtext(current_schema()))" + ("" if self.durable else
+                                               ", set_config('synchronous_commit', 'off', true)")
+            + ") AS write_lock ON CONFLICT (name) DO UPDATE SET seq = checkpoints.seq"
+            " RETURNING seq", self.name, WRITE_LOCK))
         if done < after:
             raise CheckpointMoved(done)
         fresh = [(seq, data) for seq, data in msgs if seq > done]  # others may be further
@@ -411,7 +427,10 @@ class Projector:
                 events.append((seq, data, decode(data)))
             except msgspec.MsgspecError as exc:
                 await self._park(seq, data, f"undecodable event: {exc}")
-        await self._apply_all(conn, events)
+        if bisect:
+            await self._apply_all(conn, events)
+        else:
+            await self._apply(conn, events)
         self.applied = [(env.type, env.time) for _, _, env in events]
         done = fresh[-1][0]
         await conn.execute("UPDATE checkpoints SET seq = $2 WHERE name = $1", self.name, done)
@@ -423,10 +442,7 @@ class Projector:
             return
         try:
             async with conn.transaction():
-                writes = Writes()
-                for seq, _, env in events:
-                    await apply(conn, seq, env, writes)
-                await writes.flush(conn)
+                await self._apply(conn, events)
         except Exception as exc:
             if not is_poison(exc):
                 raise  # transient: the whole transaction goes, the checkpoint stays
@@ -437,10 +453,18 @@ class Projector:
             await self._apply_all(conn, events[:half])
             await self._apply_all(conn, events[half:])
 
+    @staticmethod
+    async def _apply(conn: Conn, events: list[tuple[int, bytes, Envelope]]) -> None:
+        writes = Writes(fresh=True)  # apply_batch took only sequences past the checkpoint
+        for seq, raw, env in events:
+            await apply(conn, seq, env, writes, raw)
+        await writes.flush(conn)
+
     async def _park(self, seq: int, data: bytes, error: str) -> None:
         self.parked.add(seq)
-        if seq not in self.known:
+        if seq not in self.known:  # not again when its batch is applied again
             await parking.park(self.js, self.ns, self.name, seq, data, error, 1)
+            self.known.add(seq)
 
     async def _read(self, start: int, end: int | None) -> AsyncGenerator[Batch, None]:
         """The stream from `start` in batches; with `end`, until past it or nothing more."""
@@ -466,8 +490,16 @@ class Projector:
             try:
                 async with aclosing(self._read(done + 1, end)) as batches:
                     async for msgs in batches:
-                        async with self.pool.acquire() as conn, conn.transaction():
-                            done = await self.apply_batch(conn, msgs, done)
+                        async with self.pool.acquire() as conn:
+                            try:  # without savepoints, two round trips fewer a batch
+                                async with conn.transaction():
+                                    done = await self.apply_batch(conn, msgs, done,
+                                                                  bisect=False)
+                            except Exception as exc:
+                                if not is_poison(exc):
+                                    raise
+                                async with conn.transaction():  # find the culprit
+                                    done = await self.apply_batch(conn, msgs, done)
                         projected += len(msgs)
                         if projected >= analyze_at:  # a rebuild's tables outgrow their
                             # statistics: without fresh ones the planner joins a batch
@@ -613,11 +645,12 @@ async def rebuild(js: JetStreamContext, dsn: str, ns: str, from_seq: int = 1,
         pool = await db.connect(dsn, build, attempts=1)
         try:
             await db.migrate(pool)
-            projector = Projector(js, pool, ns, batch=1024, progress=progress)
+            projector = Projector(js, pool, ns, progress=progress, durable=False)
             projector.known = {r.stream_seq for _, r in await parking.records(js, ns)
                                if r.consumer == projector.name}
             await projector.reset(from_seq - 1)
             await projector.run(stop_at_end=True)
+            projector.durable = True  # the swap is the live projection's from now on
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))",
                                    WRITE_LOCK, ns)

@@ -5,14 +5,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 from functools import partial
+from pathlib import Path
 
 import asyncpg
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from tests.conftest import eventually
-from tidydesk.common import parking
-from tidydesk.common.events import Event, MessageReceived, TicketOpened, encode, envelope
+from tidydesk.common import db, parking
+from tidydesk.common.events import (
+    AgentThanked,
+    Event,
+    MessageReceived,
+    TicketOpened,
+    decode,
+    encode,
+    envelope,
+)
 from tidydesk.queue.projection import Projector, is_poison
 
 
@@ -137,6 +146,21 @@ def test_poison_is_data_and_transient_is_the_server() -> None:
         assert not is_poison(transient), transient
 
 
+async def test_a_failed_batch_is_applied_again_and_each_culprit_parked_once(
+        nc: Client, pool: asyncpg.Pool, ns: str) -> None:
+    js = nc.jetstream()
+    good = [await publish(js, ns, received(f"m{i}"), f"m{i}") for i in range(40)]
+    garbage = (await js.publish(f"{ns}.inbound.junk", b"not an event")).seq  # before the
+    nul = await publish(js, ns, received("bad", "a \x00 b"), "bad")  # batch fails on the NUL
+    last = await publish(js, ns, received("late"), "late")
+
+    projector = Projector(js, pool, ns)  # one batch: it fails whole, then is bisected
+    assert await projector.run(stop_at_end=True) == last
+    records = [r.stream_seq for _, r in await parking.records(js, ns)]
+    assert sorted(records) == sorted(projector.parked) == [garbage, nul]  # once each
+    assert await pool.fetchval("SELECT count(*) FROM messages") == len(good) + 1
+
+
 async def test_the_live_projector_applies_what_arrives_while_it_waits(
         nc: Client, pool: asyncpg.Pool, ns: str) -> None:
     js = nc.jetstream()
@@ -167,3 +191,38 @@ async def test_the_live_projector_applies_what_arrives_while_it_waits(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert await pool.fetchval("SELECT count(*) FROM messages") == 19
+
+
+async def test_only_a_rebuild_commits_without_waiting_for_the_wal(
+        nc: Client, pool: asyncpg.Pool, ns: str) -> None:
+    js = nc.jetstream()
+    default = await pool.fetchval("SHOW synchronous_commit")
+    for durable, inside in ((True, default), (False, "off")):
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                await Projector(js, pool, ns, durable=durable).apply_batch(conn, [], 0)
+                assert await conn.fetchval("SHOW synchronous_commit") == inside
+            assert await conn.fetchval("SHOW synchronous_commit") == default  # LOCAL only
+
+
+async def test_event_rows_of_before_the_json_column_stay_readable(
+        database_url: str, ns: str, tmp_path: Path) -> None:
+    for path in sorted(db.MIGRATIONS.glob("00[1-3]_*.sql")):  # the schema as it was
+        (tmp_path / path.name).write_text(path.read_text())
+    schema = f"{ns}_old"
+    old = await db.connect(database_url, schema, attempts=3)
+    try:
+        await db.migrate(old, tmp_path)
+        env = envelope(AgentThanked(ticket_id="t1", agent="ann@acme", message_id="m1"),
+                       subject="t1", key="k")
+        await old.execute("INSERT INTO events VALUES (1, $1, $2, 't1', $3, $4::jsonb)",
+                          env.id, env.type, env.time, encode(env).decode())
+        assert "004_events_as_received" in await db.migrate(old)
+        row = await old.fetchrow("SELECT data::text AS data, data->'data'->>'agent' AS agent"
+                                 " FROM events")
+        assert row is not None
+        assert row["agent"] == "ann@acme"
+        assert decode(row["data"].encode()) == env
+    finally:
+        await old.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await old.close()
