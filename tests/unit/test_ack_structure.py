@@ -256,3 +256,19 @@ def test_longer_own_steps_and_closing_remarks(text: str, is_ack: bool) -> None:
 )
 def test_chinese_closings(text: str, is_ack: bool) -> None:
     assert detect(text).is_ack is is_ack
+
+
+# A wh-word under "know" is an embedded clause, not a question ("I know how that is"); a
+# question keeps its frame ("Do you know how…", "How do I…"). "Why, thank you" is an idiom.
+@pytest.mark.parametrize(
+    ("text", "is_ack"),
+    [
+        ("That's okay. I know how that is sometimes. That was it. Thanks!", True),
+        ("Why, thank you!", True),
+        ("Why thanks, but why is it still broken", False),
+        ("Do you know how to fix it? thanks", False),
+        ("Thanks. How do I reset it", False),
+    ],
+)
+def test_embedded_wh_clauses(text: str, is_ack: bool) -> None:
+    assert detect(text).is_ack is is_ack
