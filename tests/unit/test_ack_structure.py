@@ -272,3 +272,19 @@ def test_chinese_closings(text: str, is_ack: bool) -> None:
 )
 def test_embedded_wh_clauses(text: str, is_ack: bool) -> None:
     assert detect(text).is_ack is is_ack
+
+
+# "no problem" is one phrase: the leading "no" must not take its "no" and leave "problem" as a
+# problem word. "I've got to go" is leaving like "I have to go".
+@pytest.mark.parametrize(
+    ("text", "is_ack"),
+    [
+        ("No problem, thanks!", True),
+        ("Okay, no problem.", True),
+        ("Great, thank you so much, but I've got to go now.", True),
+        ("No problem, but the invoice is wrong", False),
+        ("There is a problem, thanks", False),
+    ],
+)
+def test_no_problem_is_one_phrase(text: str, is_ack: bool) -> None:
+    assert detect(text).is_ack is is_ack
