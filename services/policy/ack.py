@@ -232,17 +232,27 @@ def _by_first_letter(patterns: list[str]) -> str:
 class _Lexicon:
     """One regex for Latin-script phrases (word-bounded) and one for CJK phrases (substrings)."""
 
-    def __init__(self, latin: dict[str, tuple[str, ...]], cjk: dict[str, tuple[str, ...]]):
-        def alternation(lex: dict[str, tuple[str, ...]], nfkc: bool) -> str:
-            groups = []
+    def __init__(self, latin: dict[str, tuple[str, ...]], cjk: dict[str, tuple[str, ...]],
+                 longest: bool = False):
+        def bodies(lex: dict[str, tuple[str, ...]], nfkc: bool) -> list[tuple[str, str]]:
+            out = []
             for cat in sorted(lex, key=_ORDER.index):
                 pats = [unicodedata.normalize("NFKC", p) if nfkc else p for p in lex[cat]]
-                body = "|".join(pats) if nfkc else _by_first_letter(pats)
-                groups.append(f"(?P<{cat}>{body})")
-            return "|".join(groups)
+                out.append((cat, "|".join(pats) if nfkc else _by_first_letter(pats)))
+            return out
 
-        self.latin = re.compile(f"(?<![a-z0-9])(?:{alternation(latin, False)})(?![a-z0-9])")
-        self.cjk = re.compile(alternation(cjk, True))
+        def latin_word(body: str) -> str:
+            return f"(?<![a-z0-9])(?:{body})(?![a-z0-9])"
+
+        latin_bodies, cjk_bodies = bodies(latin, False), bodies(cjk, True)
+        self.latin = re.compile(latin_word("|".join(f"(?P<{c}>{b})" for c, b in latin_bodies)))
+        self.cjk = re.compile("|".join(f"(?P<{c}>{b})" for c, b in cjk_bodies))
+        # Each category alone, to let the longest phrase at a position win over an earlier
+        # category's shorter one ("no" must not take the "no" of "no problem").
+        self._alone = {
+            self.latin: [(c, re.compile(latin_word(b))) for c, b in latin_bodies],
+            self.cjk: [(c, re.compile(b)) for c, b in cjk_bodies],
+        } if longest else {self.latin: [], self.cjk: []}
 
     def _patterns(self, text: str) -> list[re.Pattern[str]]:
         out = []
@@ -253,9 +263,21 @@ class _Lexicon:
         return out
 
     def mark(self, text: str) -> str:
-        """Replace every phrase by its category marker."""
+        """Replace every phrase by its category marker, the longest phrase at each position."""
         for pattern in self._patterns(text):
-            text = pattern.sub(lambda m: f" {MARK[m.lastgroup or 'ok']} ", text)
+            parts, pos = [], 0
+            while (m := pattern.search(text, pos)) is not None:
+                start, end, cat = m.start(), m.end(), m.lastgroup or "ok"
+                for other, alone in self._alone[pattern]:
+                    longer = alone.match(text, start)
+                    if longer is not None and longer.end() > end:
+                        end, cat = longer.end(), other
+                parts += [text[pos:start], f" {MARK[cat]} "]
+                if end == start:  # an empty match: keep the character, as re.sub does
+                    parts.append(text[start : start + 1])
+                    end += 1
+                pos = end
+            text = "".join(parts) + text[pos:]
         return text
 
     def find(self, text: str) -> list[tuple[str, str]]:
@@ -266,7 +288,7 @@ class _Lexicon:
 
 
 _HAS_LATIN = re.compile(r"[a-z]")
-_PROTECTED = _Lexicon(PROTECTED_LATIN, PROTECTED_CJK)
+_PROTECTED = _Lexicon(PROTECTED_LATIN, PROTECTED_CJK, longest=True)
 _SIGNALS = _Lexicon(SIGNALS_LATIN, SIGNALS_CJK)
 _ACK = _Lexicon(ACK_LATIN, ACK_CJK)
 

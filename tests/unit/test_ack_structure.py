@@ -288,3 +288,16 @@ def test_embedded_wh_clauses(text: str, is_ack: bool) -> None:
 )
 def test_no_problem_is_one_phrase(text: str, is_ack: bool) -> None:
     assert detect(text).is_ack is is_ack
+
+
+# The longest protected phrase at a position wins, whatever its category: "I don't need them
+# yet" is a decline, not the shorter closing "I don't need them" followed by a problem "yet".
+@pytest.mark.parametrize(
+    ("text", "is_ack"),
+    [
+        ("I don't need them yet.", True),
+        ("I don't need them yet, it still fails.", False),
+    ],
+)
+def test_longest_protected_phrase(text: str, is_ack: bool) -> None:
+    assert detect(text).is_ack is is_ack
