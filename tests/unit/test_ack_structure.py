@@ -301,3 +301,26 @@ def test_no_problem_is_one_phrase(text: str, is_ack: bool) -> None:
 )
 def test_longest_protected_phrase(text: str, is_ack: bool) -> None:
     assert detect(text).is_ack is is_ack
+
+
+# Closing remarks from a third probe list: apologies for the trouble, excitement, having the
+# reference, having written it down, looking it up oneself.
+@pytest.mark.parametrize(
+    ("text", "is_ack"),
+    [
+        ("Sorry to bother you, thanks for your help.", True),
+        ("Thanks, sorry for all the questions.", True),
+        ("Thanks, I'm excited!", True),
+        ("Thank you, that sounds like fun.", True),
+        ("Thanks, that's exactly the information I needed.", True),
+        ("Thank you, I have the reference number.", True),
+        ("Thanks, I have it written down.", True),
+        ("Thanks, I'll look into it.", True),
+        ("Thanks! Take it easy.", True),
+        ("Sorry for the trouble, but it still doesn't work.", False),
+        ("Thanks, can you look into it?", False),
+        ("Thank you, I have the reference number but the booking is missing.", False),
+    ],
+)
+def test_third_probe_closings(text: str, is_ack: bool) -> None:
+    assert detect(text).is_ack is is_ack
