@@ -175,7 +175,9 @@ class Writes:
     (inserts, message updates, ticket updates, `events` rows), which commutes with stream
     order except where an insert lands on a row that a pending update refers to (the update
     would have missed it) or two updates of one statement hit one message: `add` flushes
-    first there. Counts add up and status events fold per ticket, as applied in order.
+    first there. Counts add up and status events fold per ticket, as applied in order; a
+    message threaded into a ticket opened in the same flush is inserted threaded (`_fold`),
+    not inserted and then updated, which rewrote the whole row and its four index entries.
 
     `fresh`: every event is past the checkpoint, so no `events` row has its sequence yet and
     the rows are copied in (COPY) rather than inserted with ON CONFLICT DO NOTHING.
@@ -187,6 +189,9 @@ class Writes:
 
     def _clear(self) -> None:
         self.messages: list[tuple[object, ...]] = []  # inserted; the first of a key wins
+        self.first: dict[tuple[str, str], int] = {}  # (tenant, message_id): its row there
+        self.folded: dict[str, int] = {}  # message_id: its row, inserted threaded (`_fold`)
+        self.opening: dict[str, str] = {}  # tickets opened in this flush: their tenant
         self.rejected: list[tuple[object, ...]] = []
         self.opened: list[tuple[object, ...]] = []
         self.threaded: dict[str, tuple[str, str]] = {}  # message_id: (ticket, threaded_by)
@@ -203,9 +208,9 @@ class Writes:
         match env.data:
             case MessageReceived() as e:
                 await self._inserting(conn, e.message_id)
-                self.messages.append((tenant(e.mailbox), e.message_id, e.digest, None,
-                                      e.mailbox, e.sender, e.subject, t, e.text, e.reply,
-                                      e.auto, None, e.claimed_message_id))
+                self._message((tenant(e.mailbox), e.message_id, e.digest, None, e.mailbox,
+                               e.sender, e.subject, t, e.text, e.reply, e.auto, None,
+                               e.claimed_message_id))
                 return True
             case MessageRejected() as e:
                 self.rejected.append((e.digest, e.reason, e.mailbox, e.size, t))
@@ -214,12 +219,14 @@ class Writes:
                 await self._inserting(conn, e.ticket_id)
                 self.opened.append((e.ticket_id, e.number, e.subject, e.requester, e.mailbox,
                                     e.split_from, t, e.message_id))
+                self.opening[e.ticket_id] = tenant(e.mailbox)
                 self.refs |= {e.ticket_id, e.message_id}  # its language reads the message
             case MessageThreaded() | MessageHeld() as e:
-                if e.message_id in self.threaded:
+                if e.message_id in self.threaded or e.message_id in self.folded:
                     await self.flush(conn)
                 held = isinstance(e, MessageHeld)  # in the ticket, not counted as its message
-                self.threaded[e.message_id] = (e.ticket_id, "held" if held else e.method)
+                if not self._fold(e.ticket_id, e.message_id, "held" if held else e.method):
+                    self.threaded[e.message_id] = (e.ticket_id, "held" if held else e.method)
                 self.refs |= {e.ticket_id, e.message_id}
                 if not held:
                     self._count(e.ticket_id, None)
@@ -237,9 +244,9 @@ class Writes:
                 self._status(e.ticket_id, ("closed", True, t, 0))
             case ReplySent() as e:
                 await self._inserting(conn, e.message_id)
-                self.messages.append((tenant(e.sender), e.message_id, "", e.ticket_id, e.sender,
-                                      e.sender, e.subject, t, e.text, e.text, None,
-                                      "reply.sent", None))
+                self._message((tenant(e.sender), e.message_id, "", e.ticket_id, e.sender,
+                               e.sender, e.subject, t, e.text, e.text, None, "reply.sent",
+                               None))
                 self._count(e.ticket_id, None if e.auto else t)  # out of hours: no response
             case TicketMerged() | TicketUnmerged() | ConversationMoved() | \
                     ConversationAdopted() | TicketTagged() | TicketUntagged() | \
@@ -248,6 +255,25 @@ class Writes:
             case _:  # kudos, notices ...: counted from `events`, the ticket stays as it is
                 pass
         self.events(seq, env, env.data.ticket_id, raw)
+        return True
+
+    def _message(self, row: tuple[object, ...]) -> None:
+        self.first.setdefault((str(row[0]), str(row[1])), len(self.messages))
+        self.messages.append(row)
+
+    def _fold(self, ticket: str, message_id: str, threaded_by: str) -> bool:
+        """Write a thread into the message's pending insert instead of updating it after.
+
+        Only where the update would hit exactly that row: the ticket is opened in this flush
+        (so the update would pick its tenant's row) and that row is pending here; if the row
+        exists already, the insert's ON CONFLICT sets the two columns there instead.
+        """
+        at = self.first.get((self.opening.get(ticket, ""), message_id))
+        if at is None:
+            return False
+        row = self.messages[at]
+        self.messages[at] = (*row[:3], ticket, *row[4:11], threaded_by, row[12])
+        self.folded[message_id] = at
         return True
 
     async def _inserting(self, conn: Conn, key: str) -> None:
@@ -277,13 +303,18 @@ class Writes:
     async def flush(self, conn: Conn) -> None:
         """Write what was collected (inside the caller's transaction) and start afresh."""
         if self.messages:
-            await conn.execute(
-                "INSERT INTO messages (tenant, message_id, digest, ticket_id, mailbox, sender,"
-                " subject, received_at, body, reply, auto, threaded_by, claimed_message_id)"
-                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-                " $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[],"
-                " $11::text[], $12::text[], $13::text[]) ON CONFLICT (tenant, message_id)"
-                " DO NOTHING", *_columns(self.messages))
+            # rows threaded by `_fold` take their thread onto an existing row of their key
+            # (as the update would have); the others leave it as it is. Later rows of a
+            # folded key are left out: the folded one is their key's first, so they would
+            # change nothing
+            if not self.folded:
+                await conn.execute(f"{_insert_messages(1)} DO NOTHING",
+                                   *_columns(self.messages))
+            else:
+                folded = [self.messages[i] for i in self.folded.values()]
+                keys = {(r[0], r[1]) for r in folded}
+                plain = [r for r in self.messages if (r[0], r[1]) not in keys]
+                await conn.execute(_MESSAGES, *_columns(plain, 13), *_columns(folded, 13))
         if self.rejected:
             await conn.execute(
                 "INSERT INTO rejected SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
@@ -349,9 +380,23 @@ class Writes:
         self._clear()
 
 
-def _columns(rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
-    """Rows as column lists, the parameters of an `unnest`."""
-    return [list(c) for c in zip(*rows, strict=True)]
+def _columns(rows: Iterable[tuple[Any, ...]], width: int = 0) -> list[list[Any]]:
+    """Rows as column lists, the parameters of an `unnest` (`width` empty ones for none)."""
+    return [list(c) for c in zip(*rows, strict=True)] or [[] for _ in range(width)]
+
+
+def _insert_messages(first: int) -> str:
+    """INSERT INTO messages the rows of an `unnest` of parameters $first .. $first+12."""
+    types = ["text"] * 7 + ["timestamptz"] + ["text"] * 5
+    return ("INSERT INTO messages (tenant, message_id, digest, ticket_id, mailbox, sender,"
+            " subject, received_at, body, reply, auto, threaded_by, claimed_message_id)"
+            " SELECT * FROM unnest("
+            + ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(types))
+            + ") ON CONFLICT (tenant, message_id)")
+
+
+_MESSAGES = (f"WITH plain AS ({_insert_messages(1)} DO NOTHING) {_insert_messages(14)}"
+             " DO UPDATE SET ticket_id = EXCLUDED.ticket_id, threaded_by = EXCLUDED.threaded_by")
 
 
 def is_poison(exc: BaseException) -> bool:

@@ -193,3 +193,35 @@ async def test_a_mixed_batch_projects_every_table_as_one_event_at_a_time(
     assert tickets["t2"]["message_count"] == 1  # back from t1; not the thread before it opened
     assert tickets["t1"]["solved_at"] == T0 + timedelta(minutes=MIXED.index(
         TicketClosed(ticket_id="t1"), MIXED.index(decided(TicketReopened, "t1", "m1"))))
+
+
+async def test_a_message_threaded_as_it_is_inserted_keeps_the_row_of_an_earlier_batch(
+        nc: Client, pool: asyncpg.Pool, other_pool: asyncpg.Pool, ns: str) -> None:
+    """The thread of a message inserted in the same flush as its ticket's opening rides on
+    the insert; where an earlier batch inserted that message already, it lands on that row."""
+    js = nc.jetstream()
+    story: list[Event] = [
+        mail("m8"), mail("m8", BETA),
+        TicketAssigned(ticket_id="t0", agent="bob"),  # applied alone: what came before is
+        mail("m8", subject="again"), mail("m8", BETA, subject="again"),  # written already
+        opening("t8", 8, "m8"), MessageThreaded(ticket_id="t8", message_id="m8", method="new"),
+        mail("m9", BETA), mail("m9"), opening("t9", 9, "m9", BETA),
+        MessageHeld(ticket_id="t9", message_id="m9", method="references", reason="x"),
+        MessageThreaded(ticket_id="t9", message_id="m9", method="subject"),  # a second time
+    ]
+    for minute, event in enumerate(story):
+        await publish(js, ns, event, minute)
+    last = (await js.stream_info(f"{ns.upper()}_EVENTS")).state.last_seq
+    assert await Projector(js, pool, ns).run(stop_at_end=True) == last
+    assert await Projector(js, other_pool, ns, batch=1).run(stop_at_end=True) == last
+
+    assert await snapshot(pool) == await snapshot(other_pool)
+    rows = {(r["tenant"], r["message_id"]): tuple(r) for r in await pool.fetch(
+        "SELECT tenant, message_id, subject, ticket_id, threaded_by FROM messages")}
+    assert rows == {
+        ("acme.example", "m8"): ("acme.example", "m8", "Printer", "t8", "new"),
+        ("beta.example", "m8"): ("beta.example", "m8", "Printer", None, None),
+        ("beta.example", "m9"): ("beta.example", "m9", "Printer", "t9", "subject"),
+        ("acme.example", "m9"): ("acme.example", "m9", "Printer", None, None),
+    }
+    assert await pool.fetchval("SELECT message_count FROM tickets WHERE id = 't9'") == 1
