@@ -144,6 +144,13 @@ class OneRead(Decides):
         finally:
             self._read.reset(token)
 
+    def assume(self, ticket: Ticket) -> None:
+        """Take `ticket` as read in this unit (the caller knows its state; a wrong guess
+        ends in a conflict at the append, which reads afresh)."""
+        read = self._read.get()
+        if read is not None:
+            read[ticket.ticket_id] = ticket
+
     def forget(self, ticket_id: str) -> None:
         (self._read.get() or {}).pop(ticket_id, None)
 

@@ -284,6 +284,11 @@ class Threader:
             target = v.ticket_id or target
         if claimed and claimed != target:  # claims for a ticket we did not open: forward it
             await self.move(claimed, target, f"{msg.message_id} went to {target} instead")
+        if not own and holder == target == new_ticket_id(msg):
+            # this mail claimed its own id first, for the ticket named after it: nothing can
+            # be in that ticket but this mail (a duplicate delivery at once meets us at the
+            # append's expected sequence 0), so it is not read before it is opened
+            self.store.assume(Ticket(ticket_id=target))
         return await self._record(msg, target, v, at)
 
     async def _resolve(self, msg: MessageReceived, own: str, v: Verdict) -> Verdict:

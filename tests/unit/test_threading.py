@@ -373,3 +373,15 @@ def test_offline_duplicate_names_the_ticket_of_the_first(tmp_path: Path) -> None
     first, second = asyncio.run(thread_mbox(str(box)))
     assert first.method == "new" and first.ticket
     assert (second.method, second.ticket) == ("duplicate", first.ticket)
+
+
+async def test_one_mail_delivered_twice_at_once_is_threaded_once() -> None:
+    """Two instances take the same new mail at once: the one that claims its id second
+    must not open the ticket again (the first does not read the ticket it opens)."""
+    store, index = InMemoryEventStore(), InMemoryIndex()
+    a, b = (Threader(store, index, Options(), SECRET) for _ in range(2))
+    results = await asyncio.gather(*(t.thread(msg("twice"), NOW) for t in (a, b)))
+    done = [r for r in results if r is not None]
+    assert len(done) == 1 and done[0].method == "new"
+    ticket = await store.load(done[0].ticket_id)
+    assert [m.message_id for m in ticket.messages] == ["twice"] and ticket.number
