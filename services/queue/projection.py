@@ -578,10 +578,14 @@ class _Pull:
     holds less than a batch: reading runs ahead of applying, by two batches at most. Through
     a subscription callback a message costs a list append, not the task per message that
     `fetch` spends on its `wait_for`. Live, a request lingers for `EXPIRES` seconds; otherwise
-    it takes what is stored (`no_wait`), and a request that ends short is the end.
+    it takes what is stored (`no_wait`), and a request that ends short is the end. Live, a
+    batch short of `batch` waits until its oldest event has been here `LINGER` seconds: at a
+    few hundred mails a second a batch was 5 events, and every batch costs its transaction,
+    lock and checkpoint statements.
     """
 
     EXPIRES = 1.0
+    LINGER = 0.01
 
     def __init__(self, js: JetStreamContext, stream: str, start: int, batch: int, *,
                  live: bool) -> None:
@@ -594,6 +598,7 @@ class _Pull:
         self.asked = 0  # messages the request out may still deliver; 0: none is out
         self.ended = False  # not live: a request ended short, nothing more is stored
         self.failed: BaseException | None = None
+        self.oldest = 0.0  # loop time the oldest buffered event arrived
         ask: dict[str, int | bool] = {"batch": 2 * batch}
         if live:
             ask["expires"] = int(self.EXPIRES * 1e9)
@@ -625,6 +630,8 @@ class _Pull:
             self.ended = not self.live
         else:
             meta = msg.metadata
+            if not self.buffer:
+                self.oldest = asyncio.get_running_loop().time()
             self.buffer.append((meta.sequence.stream, msg.data))
             self.pending = meta.num_pending
             self.asked = max(self.asked - 1, 0)
@@ -639,6 +646,11 @@ class _Pull:
                 self.asked = 2 * self.batch
                 await self.nc.publish(self.subject, self.request, reply=self.inbox)
             if self.buffer:
+                short = self.live and len(self.buffer) < self.batch
+                wait = self.oldest + self.LINGER - asyncio.get_running_loop().time()
+                if short and wait > 0:
+                    await asyncio.sleep(wait)  # more arrive meanwhile, by the callback
+                    continue
                 batch, self.buffer = self.buffer[:self.batch], self.buffer[self.batch:]
                 return batch
             if self.ended:
