@@ -30,6 +30,7 @@ Lane = Callable[[Msg, Envelope], tuple[str, ...]]  # events sharing a key: in st
 Decoded = Envelope | msgspec.MsgspecError  # an undecodable event is parked, not retried
 Run = Callable[[Msg, Decoded], Awaitable[None]]
 HANDLER_TIMEOUT = 120.0  # seconds; a hung handler counts as a failed attempt
+LAG_EVERY = 5.0  # seconds between refreshes of a consumer's lag gauges
 _APPENDED_AFTER: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "appended_after", default=None)
 
@@ -40,7 +41,6 @@ def appended_after() -> int | None:
     consumer can extend its cached ticket without reading it (`JetStreamEventStore
     .delivered`)."""
     return _APPENDED_AFTER.get()
-LAG_EVERY = 5.0  # seconds between refreshes of a consumer's lag gauges
 
 
 def stop_if_cancelled() -> None:

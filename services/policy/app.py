@@ -112,7 +112,8 @@ class PolicyService:
                     ), f"shadow:{m.message_id}"))
                 return items
 
-            await self.store.decide(m.ticket_id, record, first=ticket)
+            if not await self.store.decide(m.ticket_id, record, first=ticket):
+                return  # decided before (a redelivery that `known` was too early to show)
             metrics.DECISIONS.labels(decision.policy, decision.verdict,
                                      language_code(m.reply) or "other").inc()
             log.info("followup_decided", verdict=decision.verdict, policy=decision.policy,
